@@ -1,0 +1,34 @@
+"""vsil: audit multimodal safety datasets for visual safety information leakage (VSIL).
+
+``vsil_score`` is the probability that a sample leaks (label 2): higher = more leakage.
+Heavy modules load lazily; ``import vsil`` imports no torch, open_clip, HTTP client or scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["LeakageResult", "VSILConfig", "ColumnMap", "leakage_score", "score_dataset", "__version__"]
+
+if TYPE_CHECKING:
+    from .api import leakage_score, score_dataset
+    from .config import ColumnMap, VSILConfig
+    from .result import LeakageResult
+
+_LAZY = {
+    "leakage_score": "api",
+    "score_dataset": "api",
+    "VSILConfig": "config",
+    "ColumnMap": "config",
+    "LeakageResult": "result",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'vsil' has no attribute {name!r}")

@@ -1,0 +1,137 @@
+"""The ``vsil`` command line: ``audit``, ``train``, ``backends``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from . import __version__
+from .config import ColumnMap, VSILConfig
+from .errors import UsageError
+from .jsonio import dumps_clean
+
+AUDIT_EXAMPLES = """examples:
+  vsil audit examples/pairs.jsonl --out out/example
+  vsil audit ../shared/gold/dev.jsonl --id-col id --out out/dev
+  vsil audit ../shared/data/vlsbench/data.json --preset vlsbench --out out/vlsbench
+  vsil audit ../shared/data/figstep_safebench/safebench.csv --preset figstep:generic --out out/figstep_generic
+  vsil audit data.csv --query-col prompt --caption-col description --max-leak-rate 0.05
+
+exit status: 0 done (and gate passed), 1 leak rate above --max-leak-rate, 2 usage error or unreadable input
+"""
+
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vsil", description="Audit multimodal safety datasets for visual safety information leakage.")
+    p.add_argument("--version", action="version", version=f"vsil {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("audit", help="score a dataset and write results.jsonl + summary.json", epilog=AUDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("data", help="JSONL/JSON/CSV/TSV/Parquet file, or a Hugging Face save_to_disk folder")
+    a.add_argument("--preset", help="benchmark adapter NAME[:VARIANT] (see `vsil backends`)")
+    for f in ("query", "caption", "image", "reason", "id", "category", "source"):
+        a.add_argument(f"--{f}-col", metavar="C", help=f"column holding the {f} (default: {'safety_reason' if f == 'reason' else f})")
+    a.add_argument("--image-root", metavar="DIR", help="folder that relative image paths are resolved against")
+    a.add_argument("--out", metavar="DIR", default="vsil_out", help="output folder (default: vsil_out)")
+    a.add_argument("--threshold", type=float, metavar="P", help="P(leak) threshold (default: the model's)")
+    a.add_argument("--max-leak-rate", type=float, metavar="R", help="exit 1 when the leak rate exceeds R")
+    a.add_argument("--batch-size", type=int, default=256, metavar="N", help="rows per chunk (default 256)")
+    a.add_argument("--config", metavar="FILE", help="JSON file with VSILConfig fields (flags override it)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", help="rebuild the shipped models from the shared data and print metrics")
+    t.add_argument("--shared", metavar="DIR", help="the shared folder with data/ and gold/ (default: $VSIL_SHARED or ../shared)")
+    t.add_argument("--out", metavar="DIR", help="where to write the model files (default: inside the package)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+
+    sub.add_parser("backends", help="list presets and backends, and which are available")
+    return p
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .pipeline import run_audit
+    from .summary import format_summary
+
+    cfg = VSILConfig.from_json_file(args.config) if args.config else VSILConfig()
+    cols = {f: getattr(args, f"{f}_col") for f in ("query", "caption", "image", "id", "category", "source")}
+    cols["safety_reason"] = args.reason_col
+    cfg.columns = ColumnMap(**{**cfg.columns.__dict__, **{k: v for k, v in cols.items() if v}})
+    for k in ("threshold", "image_root", "preset"):
+        if getattr(args, k) is not None:
+            setattr(cfg, k, getattr(args, k))
+    cfg.batch_size = args.batch_size
+    if args.no_progress:
+        cfg.show_progress_bar = False
+    cfg.__post_init__()
+    if args.max_leak_rate is not None and not 0 <= args.max_leak_rate <= 1:
+        raise UsageError("--max-leak-rate must be in [0, 1]")
+    os.makedirs(args.out, exist_ok=True)
+    res_path = os.path.join(args.out, "results.jsonl")
+    tmp = res_path + ".part"
+    with open(tmp, "w", encoding="utf-8") as f:
+
+        def write(r: Any) -> None:
+            f.write(dumps_clean(r.to_dict()) + "\n")
+
+        summary = run_audit(args.data, cfg, on_result=write)
+    os.replace(tmp, res_path)
+    gate = None
+    if args.max_leak_rate is not None:
+        gate = {"max_leak_rate": args.max_leak_rate, "passed": bool(summary["n_scored"] and summary["leak_rate"] <= args.max_leak_rate)}
+    summary["gate"] = gate
+    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
+        f.write(dumps_clean(summary, indent=1))
+    print(format_summary(summary))
+    print(f"wrote {res_path} and {os.path.join(args.out, 'summary.json')}")
+    if gate is not None:
+        print(f"gate: leak rate {'<=' if gate['passed'] else '>'} {args.max_leak_rate:.2%}: {'PASSED' if gate['passed'] else 'FAILED'}")
+        return 0 if gate["passed"] else 1
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .corpora import default_shared_dir
+    from .train import PKG_DATA, main_json, train
+
+    shared = args.shared or default_shared_dir()
+    if not os.path.isdir(os.path.join(shared, "data")):
+        raise UsageError(f"shared data not found in {shared}; pass --shared DIR")
+    rep = train(shared, args.out or PKG_DATA, seed=args.seed)
+    if args.json:
+        print(main_json(rep))
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from .presets import PRESETS
+
+    print("presets:")
+    for p in PRESETS.values():
+        v = f" [variants: {', '.join(p.variants)}]" if len(p.variants) > 1 else ""
+        print(f"  {p.name}: {p.description}{v}")
+    from .registry import describe_backends
+
+    print(describe_backends())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"audit": _audit, "train": _train, "backends": _backends}[args.command](args)
+    except UsageError as e:
+        print(f"vsil: error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"vsil: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""One configuration dataclass that the CLI flags, a JSON file and Python keyword arguments all build."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class ColumnMap:
+    """Which input column holds each field. The defaults are the gold format's names."""
+
+    query: str = "query"
+    caption: str = "caption"
+    image: str = "image"
+    safety_reason: str = "safety_reason"
+    id: str = "id"
+    category: str = "category"
+    source: str = "source"
+
+    def explicit(self) -> dict[str, str]:
+        """The fields whose column differs from the default name."""
+        d = ColumnMap()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(d, f.name)}
+
+
+@dataclass
+class VSILConfig:
+    """Everything that determines a vsil run. Echoed in every run manifest.
+
+    Attributes
+    ----------
+    threshold: P(leak) at or above which a row is a leak; None uses the shipped model's threshold.
+    batch_size: rows processed per chunk (memory grows with this, not with the dataset).
+    show_progress_bar: None = on when stderr is a terminal.
+    embedder: text-embedding backend: "auto" (bundled MiniLM if installed, else lexical), "none"
+        (lexical only), or a sentence-transformers model name / local path.
+    device: torch device for model backends (None = auto).
+    cache_dir: folder for on-disk caches (embeddings, image evidence, judge answers).
+    image_root: folder that relative image paths are resolved against.
+    classifier_path: a classifier JSON to use instead of the shipped one.
+    seed: random seed recorded in the manifest and used by training.
+    """
+
+    threshold: float | None = None
+    batch_size: int = 256
+    show_progress_bar: bool | None = None
+    embedder: str = "auto"
+    device: str | None = None
+    cache_dir: str | None = None
+    image_root: str | None = None
+    classifier_path: str | None = None
+    seed: int = 0
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if isinstance(self.columns, dict):
+            self.columns = ColumnMap(**self.columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VSILConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str) -> VSILConfig:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))

@@ -1,0 +1,199 @@
+"""The scoring pipeline: records -> image evidence -> risk -> features -> classifier -> results.
+
+``Scorer`` holds the loaded models; ``run_audit`` streams any input through it chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .classifier import ShippedModel, load_classifier
+from .config import VSILConfig
+from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
+from .harm import HarmModel, load_harm_model
+from .intake import Record, iter_records
+from .result import LeakageResult
+from .summary import SummaryBuilder
+from .taxonomy import Taxonomy, load_taxonomy
+from .text import merge_spans, tokenize
+
+
+@dataclass
+class Evidence:
+    """The text that stands for the image, with where it came from."""
+
+    parts: list[tuple[str, str]]  # (field, text)
+    source: str
+
+    @property
+    def caption_used(self) -> str:
+        return " ".join(t for f, t in self.parts if f != "safety_reason")
+
+
+class Scorer:
+    """Loads the taxonomy, the harm model and the classifier once, then scores records in batches."""
+
+    def __init__(self, config: VSILConfig | None = None) -> None:
+        self.config = config or VSILConfig()
+        self.taxonomy: Taxonomy = load_taxonomy()
+        self.harm: HarmModel = load_harm_model()
+        self.model: ShippedModel = load_classifier(self.config.classifier_path)
+        self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
+        self.warnings: list[str] = []
+
+    def backends(self) -> dict[str, str]:
+        return {
+            "image_evidence": "given",
+            "embedder": "none (lexical)",
+            "classifier": self.model.meta.get("name", "lexical"),
+            "judge": "none",
+        }
+
+    # -- stages ---------------------------------------------------------------------------
+    def describe_image(self, rec: Record) -> Evidence | str:
+        """The image evidence of a record, or an error reason."""
+        parts = []
+        if rec.caption.strip():
+            parts.append(("caption", rec.caption))
+        if rec.safety_reason.strip():
+            parts.append(("safety_reason", rec.safety_reason))
+        if parts:
+            return Evidence(parts, "given")
+        return "image given but no caption, and no image-evidence backend (OCR/CLIP/captioner) is enabled"
+
+    def analyze(self, rec: Record, ev: Evidence) -> PairAnalysis:
+        return analyze_pair(rec.query, ev.parts, self.taxonomy, self.harm, query_tokens=tokenize(rec.query))
+
+    def score(self, records: list[Record]) -> list[LeakageResult]:
+        """Score one chunk of records; returns one result per record, in order."""
+        out: list[LeakageResult | None] = [None] * len(records)
+        todo: list[tuple[int, Record, Evidence, PairAnalysis]] = []
+        for i, rec in enumerate(records):
+            if rec.error:
+                out[i] = LeakageResult.failed(rec.id, rec.error, row=rec.row, query=rec.query, category=rec.category, source=rec.source)
+                continue
+            ev = self.describe_image(rec)
+            if isinstance(ev, str):
+                out[i] = LeakageResult.failed(rec.id, ev, row=rec.row, query=rec.query, category=rec.category, source=rec.source)
+                continue
+            try:
+                todo.append((i, rec, ev, self.analyze(rec, ev)))
+            except Exception as e:  # one bad row must not stop the run
+                out[i] = LeakageResult.failed(rec.id, f"feature extraction failed: {e}", row=rec.row, query=rec.query)
+        if todo:
+            X = np.stack([a.vector(self.model.feature_names) for _, _, _, a in todo])
+            P = self.model.clf.predict_proba(X)
+            p2 = P[:, list(self.model.clf.classes_).index(2)]
+            levels = self.model.levels(P, self.threshold)
+            for (i, rec, ev, a), p, lvl in zip(todo, p2, levels):
+                out[i] = self._result(rec, ev, a, float(p), int(lvl))
+        return [r for r in out if r is not None]
+
+    def _result(self, rec: Record, ev: Evidence, a: PairAnalysis, p: float, level: int) -> LeakageResult:
+        if level == 2:
+            spans = a.leak_spans or _fallback_spans(rec.query, self.harm)
+        elif level == 1:
+            spans = a.hint_spans or a.leak_spans
+        else:
+            spans = []
+        return LeakageResult(
+            id=rec.id,
+            vsil_score=p,
+            vsil_level=level,
+            is_leak=p >= self.threshold,
+            leaked_spans=[{"start": s, "end": e, "text": rec.query[s:e]} for s, e in spans],
+            risk_terms=[t.to_dict() for t in a.risk_terms],
+            image_risk=a.image_risk,
+            text_risk=a.text_risk,
+            overlap=a.overlap,
+            caption_used=ev.caption_used,
+            caption_source=ev.source,
+            decided_by="classifier",
+            query=rec.query,
+            category=rec.category,
+            source=rec.source,
+            row=rec.row,
+        )
+
+    def manifest(self, data_hash: str, started: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "vsil_version": __version__,
+            "config": self.config.to_dict(),
+            "threshold": self.threshold,
+            "backends": self.backends(),
+            "model": {k: self.model.meta.get(k) for k in ("name", "trained_at", "training_data", "seed", "features")},
+            "taxonomy_version": self.taxonomy.version,
+            "data_sha256": data_hash,
+            "seed": self.config.seed,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(time.time() - started, 3),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "warnings": list(self.warnings),
+            **(extra or {}),
+        }
+
+
+def _fallback_spans(query: str, harm: HarmModel) -> list[tuple[int, int]]:
+    toks = tokenize(query)
+    contrib = [(c, a, b) for a, b, c in harm.contributions(toks) if c > 0]
+    if not contrib:
+        return []
+    c, a, b = max(contrib)
+    return merge_spans([(toks[a].start, toks[b - 1].end)])
+
+
+def _progress(show: bool | None, total: int | None) -> Any:
+    from tqdm.auto import tqdm
+
+    disable = (not sys.stderr.isatty()) if show is None else (not show)
+    return tqdm(total=total, unit="rows", desc="vsil", disable=disable, leave=False)
+
+
+def _len_or_none(data: Any) -> int | None:
+    if isinstance(data, (str, os.PathLike)):
+        return None
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def run_audit(
+    data: Any,
+    config: VSILConfig | None = None,
+    *,
+    on_result: Callable[[LeakageResult], None] | None = None,
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
+    """Stream ``data`` through the pipeline. Each result goes to ``on_result`` in input order.
+
+    Returns the summary dict (computed from the rows). Memory does not grow with the input.
+    """
+    cfg = config or VSILConfig()
+    started = time.time()
+    sc = scorer or Scorer(cfg)
+    builder = SummaryBuilder()
+    h = hashlib.sha256()
+    chunks: Iterator[list[Record]] = iter_records(data, cfg.columns, cfg.preset, cfg.batch_size)
+    with _progress(cfg.show_progress_bar, _len_or_none(data)) as bar:
+        for chunk in chunks:
+            for rec in chunk:
+                h.update(json.dumps([rec.id, rec.query, rec.caption, rec.safety_reason, str(rec.image)]).encode())
+            for r in sc.score(chunk):
+                builder.add(r)
+                if on_result is not None:
+                    on_result(r)
+            bar.update(len(chunk))
+    return builder.build(sc.manifest(h.hexdigest(), started))
