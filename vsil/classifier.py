@@ -1,12 +1,13 @@
-"""The trained leak classifier: standardised pair features -> multinomial logistic regression.
+"""The shipped leak classifier: standardised pair features -> multinomial logistic regression.
 
-A real scikit-learn style estimator (``fit`` / ``predict_proba`` / ``classes_``), whose learned state
-is plain arrays saved as JSON (never pickle). Inference needs only numpy.
+Its learned state is plain arrays saved as JSON (never pickle); inference needs only numpy. The
+scikit-learn estimator that fits it is ``vsil.estimator.LeakageClassifier``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -14,48 +15,17 @@ from typing import Any
 import numpy as np
 
 
-class LeakageClassifier:
-    """P(level = 0/1/2 | pair features). ``vsil_score`` is the probability of class 2 (leak).
+@dataclass
+class LinearLeakModel:
+    """Standardised features -> multinomial logistic regression, as plain arrays (numpy inference)."""
 
-    Parameters
-    ----------
-    C: inverse L2 regularisation strength of the logistic regression.
-    class_weight: passed to scikit-learn's ``LogisticRegression`` ("balanced" or None).
-    feature_names: names of the columns of ``X``, stored with the model.
-    """
-
-    def __init__(
-        self, C: float = 1.0, class_weight: str | None = "balanced", feature_names: tuple[str, ...] = ()
-    ) -> None:
-        self.C = C
-        self.class_weight = class_weight
-        self.feature_names = feature_names
-
-    # scikit-learn estimator protocol -------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"C": self.C, "class_weight": self.class_weight, "feature_names": self.feature_names}
-
-    def set_params(self, **params: Any) -> LeakageClassifier:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> LeakageClassifier:
-        from sklearn.linear_model import LogisticRegression
-
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y)
-        if X.ndim != 2 or X.shape[0] != y.shape[0]:
-            raise ValueError(f"X must be 2-D with one row per label, got {X.shape} and {y.shape}")
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < 1e-9] = 1.0
-        lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=5000)
-        lr.fit((X - self.mean_) / self.scale_, y, sample_weight=sample_weight)
-        self.classes_ = lr.classes_
-        self.coef_ = lr.coef_
-        self.intercept_ = lr.intercept_
-        return self
+    feature_names: tuple[str, ...]
+    classes_: np.ndarray
+    mean_: np.ndarray
+    scale_: np.ndarray
+    coef_: np.ndarray
+    intercept_: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
@@ -70,14 +40,10 @@ class LeakageClassifier:
         e = np.exp(d)
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
-
-    # plain-data persistence --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "multinomial_logistic_regression",
-            "params": {"C": self.C, "class_weight": self.class_weight},
+            "params": self.params,
             "feature_names": list(self.feature_names),
             "classes": [int(c) for c in self.classes_],
             "mean": self.mean_.tolist(),
@@ -87,16 +53,19 @@ class LeakageClassifier:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LeakageClassifier:
+    def from_dict(cls, d: dict[str, Any]) -> LinearLeakModel:
         if d.get("kind") != "multinomial_logistic_regression":
             raise ValueError(f"unknown classifier kind {d.get('kind')!r}")
-        m = cls(C=d["params"]["C"], class_weight=d["params"]["class_weight"], feature_names=tuple(d["feature_names"]))
-        m.classes_ = np.array(d["classes"])
-        m.mean_ = np.array(d["mean"], dtype=np.float64)
-        m.scale_ = np.array(d["scale"], dtype=np.float64)
-        m.coef_ = np.array(d["coef"], dtype=np.float64)
-        m.intercept_ = np.array(d["intercept"], dtype=np.float64)
-        if m.coef_.shape[1] != len(m.feature_names):
+        m = cls(
+            feature_names=tuple(d["feature_names"]),
+            classes_=np.array(d["classes"]),
+            mean_=np.array(d["mean"], dtype=np.float64),
+            scale_=np.array(d["scale"], dtype=np.float64),
+            coef_=np.array(d["coef"], dtype=np.float64),
+            intercept_=np.array(d["intercept"], dtype=np.float64),
+            params=dict(d.get("params", {})),
+        )
+        if m.coef_.shape[1] != len(m.feature_names) or m.mean_.shape[0] != len(m.feature_names):
             raise ValueError("classifier coefficients do not match its feature names")
         return m
 
@@ -104,7 +73,7 @@ class LeakageClassifier:
 class ShippedModel:
     """The classifier plus its operating point (threshold) and training metadata."""
 
-    def __init__(self, clf: LeakageClassifier, threshold: float, meta: dict[str, Any]) -> None:
+    def __init__(self, clf: LinearLeakModel, threshold: float, meta: dict[str, Any]) -> None:
         self.clf = clf
         self.threshold = threshold
         self.meta = meta
@@ -133,7 +102,7 @@ class ShippedModel:
     @classmethod
     def from_json(cls, text: str) -> ShippedModel:
         d = json.loads(text)
-        return cls(LeakageClassifier.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}))
+        return cls(LinearLeakModel.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}))
 
 
 def model_resource(name: str) -> str:

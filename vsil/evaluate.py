@@ -13,7 +13,7 @@ def leak_metrics(y_level: np.ndarray, score: np.ndarray, pred_level: np.ndarray,
 
     y = (np.asarray(y_level) == 2).astype(int)
     pred = (np.asarray(score) >= threshold).astype(int)
-    out: dict[str, Any] = {"n": int(len(y)), "positives": int(y.sum())}
+    out: dict[str, Any] = {"n": len(y), "positives": int(y.sum())}
     out["auroc"] = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
     out["f1"] = float(f1_score(y, pred, zero_division=0))
     out["precision"] = float(precision_score(y, pred, zero_division=0))

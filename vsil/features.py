@@ -144,8 +144,8 @@ def analyze_pair(
     # explanation: which query words carry the leak
     spans: list[tuple[int, int]] = [(t.start, t.end) for t in query_terms if t.lemma in ev_keys or t.weight >= 0.5]
     spans += [(t.start, t.end) for t in qt if t.lemma in shared and t.lemma in _risky_words(risk_terms)]
-    harm_spans = [(qt[a].start, qt[b - 1].end) for a, b, c in contrib if c > 0.15]
-    spans += harm_spans
+    if text_risk >= 0.8 or (text_risk >= 0.5 and not spans):
+        spans += harm.harm_spans(qt)
     hint_spans = [(m.start, m.end) for m in hints]
     overlap = max(risk_overlap, category_overlap, content_overlap * img)
     return PairAnalysis(

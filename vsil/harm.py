@@ -67,6 +67,26 @@ class HarmModel:
         scale = 1.0 / np.sqrt(n)
         return [(a, b, float(self.coef_[_h(k)]) * scale) for a, b, k in keys]
 
+    def token_scores(self, tokens: list[Token]) -> np.ndarray:
+        """Each token's share of the harm logit (n-gram contributions split over their tokens)."""
+        out = np.zeros(len(tokens))
+        for a, b, c in self.contributions(tokens):
+            out[a:b] += c / (b - a)
+        return out
+
+    def harm_spans(self, tokens: list[Token], min_score: float = 0.12, bridge: int = 2) -> list[tuple[int, int]]:
+        """Character spans of the query words that carry its harm: content words whose score
+        exceeds ``min_score``, joined across up to ``bridge`` weaker words."""
+        sc = self.token_scores(tokens)
+        hot = [i for i, t in enumerate(tokens) if sc[i] > min_score and not t.is_stop]
+        spans: list[list[int]] = []
+        for i in hot:
+            if spans and i - spans[-1][1] <= bridge + 1:
+                spans[-1][1] = i
+            else:
+                spans.append([i, i])
+        return [(tokens[a].start, tokens[b].end) for a, b in spans]
+
     def save(self, path: str) -> None:
         nz = np.flatnonzero(self.coef_)
         np.savez_compressed(

@@ -20,13 +20,13 @@ import numpy as np
 from . import __version__
 from .classifier import ShippedModel, load_classifier
 from .config import VSILConfig
-from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
+from .features import PairAnalysis, analyze_pair
 from .harm import HarmModel, load_harm_model
 from .intake import Record, iter_records
 from .result import LeakageResult
 from .summary import SummaryBuilder
 from .taxonomy import Taxonomy, load_taxonomy
-from .text import merge_spans, tokenize
+from .text import tokenize
 
 
 @dataclass
@@ -146,12 +146,9 @@ class Scorer:
 
 
 def _fallback_spans(query: str, harm: HarmModel) -> list[tuple[int, int]]:
+    """The query words with the strongest harm signal, when no risk term explains a leak."""
     toks = tokenize(query)
-    contrib = [(c, a, b) for a, b, c in harm.contributions(toks) if c > 0]
-    if not contrib:
-        return []
-    c, a, b = max(contrib)
-    return merge_spans([(toks[a].start, toks[b - 1].end)])
+    return harm.harm_spans(toks, min_score=0.0) if toks else []
 
 
 def _progress(show: bool | None, total: int | None) -> Any:

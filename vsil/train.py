@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .classifier import LeakageClassifier, ShippedModel
+from .classifier import LinearLeakModel, ShippedModel
 from .corpora import Pair, benchmark_pairs, harm_corpus, load_gold
+from .estimator import LeakageClassifier
 from .evaluate import best_f1_threshold, format_table, leak_metrics
 from .features import LEXICAL_FEATURES, analyze_pair
 from .harm import N_FEATURES, HarmModel, featurize
@@ -77,9 +78,9 @@ def _weights(pairs: list[Pair]) -> np.ndarray:
     return w * len(pairs) / w.sum()
 
 
-def fit_classifier(X: np.ndarray, pairs: list[Pair], names: tuple[str, ...], C: float) -> LeakageClassifier:
+def fit_classifier(X: np.ndarray, pairs: list[Pair], names: tuple[str, ...], C: float) -> LinearLeakModel:
     y = np.array([p.label for p in pairs])
-    return LeakageClassifier(C=C, class_weight=None, feature_names=names).fit(X, y, sample_weight=_weights(pairs))
+    return LeakageClassifier(C=C, feature_names=names).fit(X, y, sample_weight=_weights(pairs)).model_
 
 
 def train(
@@ -153,7 +154,7 @@ def train(
     return rep
 
 
-def _proba3(clf: LeakageClassifier, X: np.ndarray) -> np.ndarray:
+def _proba3(clf: LinearLeakModel, X: np.ndarray) -> np.ndarray:
     P = clf.predict_proba(X)
     out = np.zeros((len(X), 3))
     for j, c in enumerate(clf.classes_):
