@@ -92,7 +92,10 @@ def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int =
 
     # MM-SafetyBench: original question leaks the key phrase; pure template rephrasings do not
     mm = os.path.join(data, "mm_safetybench", "processed_questions")
-    add([Pair(r.query, r.caption, "", 2, "mm_safetybench", r.id) for r in _preset_rows(mm, "mm_safetybench:question")])
+    # scenarios 08 and 10-13 (lobbying, legal/financial/health advice, government decisions) hold many
+    # benign questions, so their leak status is not known by construction
+    harmful_scen = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "09-")
+    add([Pair(r.query, r.caption, "", 2, "mm_safetybench", r.id) for r in _preset_rows(mm, "mm_safetybench:question") if r.id.startswith(harmful_scen)])
     reph = list(_preset_rows(mm, "mm_safetybench:rephrased"))
     common = {t for t, c in Counter(r.query for r in reph).items() if c >= 5}
     add([Pair(r.query, r.caption, "", 0, "mm_safetybench", r.id) for r in reph if r.query in common])
@@ -127,8 +130,12 @@ def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int =
     return out
 
 
-def harm_corpus(shared: str, seed: int = 0, n_benign: int = 8000) -> tuple[list[str], list[int]]:
-    """Harmful vs benign prompts for the text-only harm model (none from the dev benchmarks)."""
+def harm_corpus(
+    shared: str, seed: int = 0, n_benign: int = 8000, exclude: set[str] | None = None
+) -> tuple[list[str], list[int]]:
+    """Harmful vs benign prompts for the text-only harm model (none from the dev benchmarks).
+
+    ``exclude``: query texts to leave out (used to cross-fit the synthetic pairs' text_risk)."""
     data = os.path.join(shared, "data")
     if not os.path.isdir(data):
         raise UsageError(f"shared data not found at {data}")
@@ -149,7 +156,7 @@ def harm_corpus(shared: str, seed: int = 0, n_benign: int = 8000) -> tuple[list[
     random.Random(seed).shuffle(pool)
     benign += pool[:n_benign]
     for p in load_gold(shared, "synthetic"):
-        if p.text_harmful in (0, 1):
+        if p.text_harmful in (0, 1) and not (exclude and p.query in exclude):
             (harmful if p.text_harmful == 1 else benign).append(p.query)
     seen: set[str] = set()
     texts, labels = [], []
