@@ -73,36 +73,58 @@ class LinearLeakModel:
 class ShippedModel:
     """The classifier plus its operating point (threshold) and training metadata."""
 
-    def __init__(self, clf: LinearLeakModel, threshold: float, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, clf: LinearLeakModel, threshold: float, meta: dict[str, Any], calibration: tuple[float, float] = (1.0, 0.0)
+    ) -> None:
         self.clf = clf
         self.threshold = threshold
         self.meta = meta
+        self.calibration = calibration
+
+    def calibrate3(self, P: np.ndarray) -> np.ndarray:
+        """Class matrix (columns 0, 1, 2) with P(2) Platt-calibrated and P(0), P(1) rescaled to sum to 1."""
+        a, b = self.calibration
+        p2 = np.clip(P[:, 2], 1e-9, 1 - 1e-9)
+        c2 = 1.0 / (1.0 + np.exp(-(a * np.log(p2 / (1 - p2)) + b)))
+        rest = np.clip(1.0 - p2, 1e-12, None)
+        out = P.copy()
+        out[:, 0] = P[:, 0] / rest * (1 - c2)
+        out[:, 1] = P[:, 1] / rest * (1 - c2)
+        out[:, 2] = c2
+        return out
+
+    def proba3(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated P(level 0), P(level 1), P(level 2) for each row of ``X``."""
+        P = self.clf.predict_proba(X)
+        out = np.zeros((len(X), 3))
+        for j, c in enumerate(self.clf.classes_):
+            out[:, int(c)] = P[:, j]
+        return self.calibrate3(out)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.clf.feature_names
 
     def leak_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(label 2) for each row of ``X``; the full class matrix is in ``proba``."""
-        P = self.clf.predict_proba(X)
-        return np.asarray(P[:, list(self.clf.classes_).index(2)])
+        """Calibrated P(label 2) for each row of ``X``."""
+        return np.asarray(self.proba3(X)[:, 2])
 
     def levels(self, P: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """0/1/2 level: 2 when P(2) >= threshold, else the likelier of 0 and 1."""
+        """0/1/2 level from a (n, 3) class matrix: 2 when P(2) >= threshold, else the likelier of 0 and 1."""
         t = self.threshold if threshold is None else threshold
-        cls = list(self.clf.classes_)
-        p2 = P[:, cls.index(2)]
-        p1 = P[:, cls.index(1)] if 1 in cls else np.zeros(len(P))
-        p0 = P[:, cls.index(0)]
-        return np.where(p2 >= t, 2, np.where(p1 > p0, 1, 0))
+        return np.where(P[:, 2] >= t, 2, np.where(P[:, 1] > P[:, 0], 1, 0))
 
     def to_json(self) -> str:
-        return json.dumps({"classifier": self.clf.to_dict(), "threshold": self.threshold, "meta": self.meta}, indent=1)
+        return json.dumps(
+            {"classifier": self.clf.to_dict(), "threshold": self.threshold, "calibration": list(self.calibration), "meta": self.meta},
+            indent=1,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ShippedModel:
         d = json.loads(text)
-        return cls(LinearLeakModel.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}))
+        a, b = d.get("calibration", (1.0, 0.0))
+        return cls(LinearLeakModel.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}), (float(a), float(b)))
 
 
 def model_resource(name: str) -> str:

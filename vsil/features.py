@@ -48,7 +48,9 @@ class PairAnalysis:
     text_risk: float
     image_risk: float
     overlap: float
-    extra: dict[str, float] = field(default_factory=dict)
+    evidence_words: list[str] = field(default_factory=list)
+    query_tokens: list[Token] = field(default_factory=list)
+    sem_text_risk: float | None = None
 
     def vector(self, names: tuple[str, ...]) -> np.ndarray:
         return np.array([self.features[n] for n in names], dtype=np.float64)
@@ -157,6 +159,8 @@ def analyze_pair(
         text_risk=text_risk,
         image_risk=img,
         overlap=overlap,
+        evidence_words=sorted(w for w in ev_content if w.isalpha()),
+        query_tokens=qt,
     )
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -20,13 +21,16 @@ import numpy as np
 from . import __version__
 from .classifier import ShippedModel, load_classifier
 from .config import VSILConfig
+from .embed import resolve_embedder
+from .errors import UsageError
 from .features import PairAnalysis, analyze_pair
 from .harm import HarmModel, load_harm_model
 from .intake import Record, iter_records
 from .result import LeakageResult
+from .semantic import SemanticFeaturizer, load_sem_harm
 from .summary import SummaryBuilder
 from .taxonomy import Taxonomy, load_taxonomy
-from .text import tokenize
+from .text import merge_spans, tokenize
 
 
 @dataclass
@@ -48,14 +52,38 @@ class Scorer:
         self.config = config or VSILConfig()
         self.taxonomy: Taxonomy = load_taxonomy()
         self.harm: HarmModel = load_harm_model()
-        self.model: ShippedModel = load_classifier(self.config.classifier_path)
-        self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
         self.warnings: list[str] = []
+        self.semantic: SemanticFeaturizer | None = None
+        choice = resolve_embedder(
+            self.config.embedder,
+            device=self.config.device,
+            show_progress_bar=False,
+            cache_dir=self.config.cache_dir,
+        )
+        self.embedder_desc = choice.description
+        self.warnings += choice.warnings
+        if self.config.classifier_path:
+            self.model: ShippedModel = load_classifier(self.config.classifier_path)
+            wants_sem = any(n.startswith("sem_") for n in self.model.feature_names)
+            if wants_sem and choice.embedder is None:
+                raise UsageError("this classifier needs semantic features but no embedder is available")
+        elif choice.embedder is not None:
+            self.model = load_classifier(None, "classifier_semantic.json")
+        else:
+            self.model = load_classifier(None, "classifier_lexical.json")
+        if choice.embedder is not None and any(n.startswith("sem_") for n in self.model.feature_names):
+            self.semantic = SemanticFeaturizer(choice.embedder, self.taxonomy, load_sem_harm())
+        self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
+
+    @property
+    def mode(self) -> str:
+        return "semantic" if self.semantic is not None else "lexical"
 
     def backends(self) -> dict[str, str]:
         return {
             "image_evidence": "given",
-            "embedder": "none (lexical)",
+            "embedder": self.embedder_desc,
+            "mode": self.mode,
             "classifier": self.model.meta.get("name", "lexical"),
             "judge": "none",
         }
@@ -91,10 +119,13 @@ class Scorer:
                 todo.append((i, rec, ev, self.analyze(rec, ev)))
             except Exception as e:  # one bad row must not stop the run
                 out[i] = LeakageResult.failed(rec.id, f"feature extraction failed: {e}", row=rec.row, query=rec.query)
+        if todo and self.semantic is not None:
+            self.semantic.add_features([(rec.query, a.query_tokens, a) for _, rec, _, a in todo])
+            self.semantic.embedder.clear_memory()
         if todo:
             X = np.stack([a.vector(self.model.feature_names) for _, _, _, a in todo])
-            P = self.model.clf.predict_proba(X)
-            p2 = P[:, list(self.model.clf.classes_).index(2)]
+            P = self.model.proba3(X)
+            p2 = P[:, 2]
             levels = self.model.levels(P, self.threshold)
             for (i, rec, ev, a), p, lvl in zip(todo, p2, levels):
                 out[i] = self._result(rec, ev, a, float(p), int(lvl))
@@ -102,9 +133,9 @@ class Scorer:
 
     def _result(self, rec: Record, ev: Evidence, a: PairAnalysis, p: float, level: int) -> LeakageResult:
         if level == 2:
-            spans = a.leak_spans or _fallback_spans(rec.query, self.harm)
+            spans = merge_spans(a.leak_spans) or _fallback_spans(rec.query, self.harm)
         elif level == 1:
-            spans = a.hint_spans or a.leak_spans
+            spans = a.hint_spans or merge_spans(a.leak_spans)
         else:
             spans = []
         return LeakageResult(
@@ -115,7 +146,7 @@ class Scorer:
             leaked_spans=[{"start": s, "end": e, "text": rec.query[s:e]} for s, e in spans],
             risk_terms=[t.to_dict() for t in a.risk_terms],
             image_risk=a.image_risk,
-            text_risk=a.text_risk,
+            text_risk=a.sem_text_risk if a.sem_text_risk is not None else a.text_risk,
             overlap=a.overlap,
             caption_used=ev.caption_used,
             caption_source=ev.source,
@@ -180,12 +211,13 @@ def run_audit(
     """
     cfg = config or VSILConfig()
     started = time.time()
+    chunks: Iterator[list[Record]] = iter_records(data, cfg.columns, cfg.preset, cfg.batch_size)
+    first = next(chunks, [])  # validates the input (columns, format) before any model loads
     sc = scorer or Scorer(cfg)
     builder = SummaryBuilder()
     h = hashlib.sha256()
-    chunks: Iterator[list[Record]] = iter_records(data, cfg.columns, cfg.preset, cfg.batch_size)
     with _progress(cfg.show_progress_bar, _len_or_none(data)) as bar:
-        for chunk in chunks:
+        for chunk in itertools.chain([first], chunks):
             for rec in chunk:
                 h.update(json.dumps([rec.id, rec.query, rec.caption, rec.safety_reason, str(rec.image)]).encode())
             for r in sc.score(chunk):

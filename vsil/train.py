@@ -1,9 +1,13 @@
-"""``vsil train``: rebuild the shipped harm model and leak classifier from the shared data.
+"""``vsil train``: rebuild the shipped models from the shared data, deterministically, and print metrics.
 
-Deterministic for a given seed. Evaluation is leave-one-source-out over the dev set's sources:
-for each source S the classifier is trained without any pair from S and scores the dev rows of S.
-The dev rows themselves are never used for fitting; the default threshold is the one that
-maximises leak F1 on those held-out predictions.
+Models: the lexical harm model (``harm_model.npz``), the semantic harm head (``sem_harm.json``), and
+two leak classifiers (``classifier_lexical.json``, ``classifier_semantic.json``).
+
+Evaluation is leave-one-source-out (LOSO) over the dev set's sources: for each source S the classifier
+is refitted without any training pair from S and scores the dev rows of S. The dev rows are never
+used for fitting. The default threshold is the one that maximises leak F1 on the LOSO dev
+predictions (0.05 grid). Probabilities are Platt-calibrated on out-of-fold predictions where each
+fold is one training source (so calibration reflects unseen-benchmark behaviour).
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from .classifier import LinearLeakModel, ShippedModel
 from .corpora import Pair, benchmark_pairs, harm_corpus, load_gold
 from .estimator import LeakageClassifier
 from .evaluate import best_f1_threshold, format_table, leak_metrics
-from .features import LEXICAL_FEATURES, analyze_pair
+from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
 from .harm import N_FEATURES, HarmModel, featurize
+from .semantic import SEMANTIC_FEATURES, LinearHead, SemanticFeaturizer
 from .taxonomy import load_taxonomy
 from .text import tokenize
 
@@ -49,28 +54,37 @@ def train_harm_model(texts: list[str], labels: list[int], C: float = 4.0, seed: 
     return HarmModel(coef, float(lr.intercept_[0]), {"n_train": len(texts), "n_harmful": int(sum(labels)), "C": C})
 
 
+def train_sem_head(E: np.ndarray, labels: list[int], C: float = 2.0, seed: int = 0, meta: dict[str, Any] | None = None) -> LinearHead:
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed)
+    lr.fit(E, np.asarray(labels))
+    return LinearHead(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]), meta or {})
+
+
 @dataclass
-class TrainReport:
+class ModelReport:
+    name: str
     loso: dict[str, dict[str, Any]] = field(default_factory=dict)
     overall_loso: dict[str, Any] = field(default_factory=dict)
-    dev_holdout: dict[str, Any] = field(default_factory=dict)
+    shipped: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
-    n_train: dict[str, int] = field(default_factory=dict)
 
     def text(self) -> str:
         rows = [{"source": s, **m} for s, m in self.loso.items()]
         rows.append({"source": "ALL (LOSO)", **self.overall_loso})
-        rows.append({"source": "ALL (shipped model)", **self.dev_holdout})
+        rows.append({"source": "ALL (shipped model)", **self.shipped})
         cols = ["source", "n", "positives", "auroc", "f1", "precision", "recall", "kappa3"]
-        return (
-            f"training pairs per source: {self.n_train}\n"
-            f"default threshold (max leak F1 on LOSO dev predictions): {self.threshold:.2f}\n\n"
-            + format_table(rows, cols)
-        )
+        return f"## {self.name} (threshold {self.threshold:.2f})\n" + format_table(rows, cols)
 
 
-def pair_matrix(pairs: list[Pair], names: tuple[str, ...], analyzer: Any) -> np.ndarray:
-    return np.stack([analyzer(p).vector(names) for p in pairs]) if pairs else np.zeros((0, len(names)))
+@dataclass
+class TrainReport:
+    models: dict[str, ModelReport] = field(default_factory=dict)
+    n_train: dict[str, int] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return f"training pairs per source: {self.n_train}\n\n" + "\n\n".join(m.text() for m in self.models.values())
 
 
 def _weights(pairs: list[Pair]) -> np.ndarray:
@@ -85,88 +99,6 @@ def fit_classifier(X: np.ndarray, pairs: list[Pair], names: tuple[str, ...], C: 
     return LeakageClassifier(C=C, feature_names=names).fit(X, y, sample_weight=_weights(pairs)).model_
 
 
-def train(
-    shared: str,
-    out_dir: str = PKG_DATA,
-    *,
-    seed: int = 0,
-    C: float = 1.0,
-    write: bool = True,
-    log: Any = print,
-) -> TrainReport:
-    """Train the harm model and the lexical leak classifier; write them to ``out_dir``."""
-    t0 = time.time()
-    tax = load_taxonomy()
-    texts, labels = harm_corpus(shared, seed=seed)
-    harm = train_harm_model(texts, labels, seed=seed)
-    log(f"harm model: {len(texts)} prompts ({sum(labels)} harmful), {time.time() - t0:.1f}s")
-
-    dev = load_gold(shared, "dev")
-    exclude = {(p.source, p.ref) for p in dev}
-    train_pairs = load_gold(shared, "synthetic") + benchmark_pairs(shared, exclude, seed=seed)
-    names = LEXICAL_FEATURES
-
-    # cross-fit: a synthetic pair's text_risk comes from a harm model that never saw its query,
-    # so the classifier learns how much to trust text_risk on unseen text
-    synth = sorted({p.query for p in train_pairs if p.source == "synthetic"})
-    fold_of = {q: i % N_FOLDS for i, q in enumerate(random.Random(seed).sample(synth, len(synth)))}
-    fold_models = [
-        train_harm_model(*harm_corpus(shared, seed=seed, exclude={q for q, f in fold_of.items() if f == k}), seed=seed)
-        for k in range(N_FOLDS)
-    ]
-    log(f"cross-fitted harm models: {N_FOLDS} folds, {time.time() - t0:.1f}s")
-
-    def analyzer(p: Pair) -> Any:
-        ev = [("caption", p.caption)] + ([("safety_reason", p.safety_reason)] if p.safety_reason else [])
-        h = fold_models[fold_of[p.query]] if p.query in fold_of else harm
-        return analyze_pair(p.query, ev, tax, h)
-
-    Xtr = pair_matrix(train_pairs, names, analyzer)
-    Xdev = pair_matrix(dev, names, analyzer)
-    ydev = np.array([p.label for p in dev])
-    srcs = np.array([p.source for p in dev])
-    tr_src = np.array([p.source for p in train_pairs])
-    log(f"features: {len(train_pairs)} training pairs, {len(dev)} dev rows, {time.time() - t0:.1f}s")
-
-    # leave-one-source-out over the dev sources
-    P_loso = np.zeros((len(dev), 3))
-    for s in sorted(set(srcs.tolist())):
-        keep = tr_src != s
-        clf = fit_classifier(Xtr[keep], [p for p, k in zip(train_pairs, keep) if k], names, C)
-        P_loso[srcs == s] = _proba3(clf, Xdev[srcs == s])
-    threshold = best_f1_threshold(ydev, P_loso[:, 2])
-    shipped_tmp = ShippedModel(fit_classifier(Xtr, train_pairs, names, C), threshold, {})
-    rep = TrainReport(threshold=threshold, n_train=dict(Counter(tr_src.tolist())))
-    lv_loso = shipped_tmp.levels(P_loso, threshold)
-    for s in sorted(set(srcs.tolist())):
-        m = srcs == s
-        rep.loso[s] = leak_metrics(ydev[m], P_loso[m, 2], lv_loso[m], threshold)
-    rep.overall_loso = leak_metrics(ydev, P_loso[:, 2], lv_loso, threshold)
-    P_dev = _proba3(shipped_tmp.clf, Xdev)
-    rep.dev_holdout = leak_metrics(ydev, P_dev[:, 2], shipped_tmp.levels(P_dev, threshold), threshold)
-
-    meta = {
-        "name": "lexical-logreg",
-        "trained_at": time.strftime("%Y-%m-%d"),
-        "seed": seed,
-        "features": list(names),
-        "training_data": rep.n_train,
-        "threshold_rule": "max leak F1 on leave-one-source-out dev predictions, 0.05 grid",
-        "dev_metrics_loso": rep.overall_loso,
-        "dev_metrics_shipped": rep.dev_holdout,
-    }
-    shipped = ShippedModel(shipped_tmp.clf, threshold, meta)
-    if write:
-        os.makedirs(out_dir, exist_ok=True)
-        harm.save(os.path.join(out_dir, "harm_model.npz"))
-        with open(os.path.join(out_dir, "classifier_lexical.json"), "w", encoding="utf-8") as f:
-            f.write(shipped.to_json())
-        log(f"wrote {out_dir}/harm_model.npz and classifier_lexical.json")
-    log(rep.text())
-    log(f"total {time.time() - t0:.1f}s")
-    return rep
-
-
 def _proba3(clf: LinearLeakModel, X: np.ndarray) -> np.ndarray:
     P = clf.predict_proba(X)
     out = np.zeros((len(X), 3))
@@ -175,5 +107,148 @@ def _proba3(clf: LinearLeakModel, X: np.ndarray) -> np.ndarray:
     return out
 
 
+def _platt(pairs: list[Pair], X: np.ndarray, names: tuple[str, ...], C: float) -> tuple[float, float]:
+    """Platt scaling of logit P(2), fitted on out-of-source predictions of the training pairs."""
+    from sklearn.linear_model import LogisticRegression
+
+    src = np.array([p.source for p in pairs])
+    z = np.zeros(len(pairs))
+    for s in sorted(set(src.tolist())):
+        m = src == s
+        clf = fit_classifier(X[~m], [p for p, k in zip(pairs, ~m) if k], names, C)
+        p2 = np.clip(_proba3(clf, X[m])[:, 2], 1e-6, 1 - 1e-6)
+        z[m] = np.log(p2 / (1 - p2))
+    y = np.array([p.label == 2 for p in pairs]).astype(int)
+    lr = LogisticRegression(C=100.0).fit(z[:, None], y, sample_weight=_weights(pairs))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def fit_and_evaluate(
+    name: str, train_pairs: list[Pair], Xtr: np.ndarray, dev: list[Pair], Xdev: np.ndarray, names: tuple[str, ...], C: float, meta: dict[str, Any]
+) -> tuple[ShippedModel, ModelReport]:
+    ydev = np.array([p.label for p in dev])
+    srcs = np.array([p.source for p in dev])
+    tr_src = np.array([p.source for p in train_pairs])
+    a, b = _platt(train_pairs, Xtr, names, C)
+    final = ShippedModel(fit_classifier(Xtr, train_pairs, names, C), 0.5, {}, calibration=(a, b))
+    P_loso = np.zeros((len(dev), 3))
+    for s in sorted(set(srcs.tolist())):
+        keep = tr_src != s
+        clf = fit_classifier(Xtr[keep], [p for p, k in zip(train_pairs, keep) if k], names, C)
+        P_loso[srcs == s] = _proba3(clf, Xdev[srcs == s])
+    P_loso = final.calibrate3(P_loso)
+    final.threshold = best_f1_threshold(ydev, P_loso[:, 2])
+    rep = ModelReport(name, threshold=final.threshold)
+    lv = final.levels(P_loso, final.threshold)
+    for s in sorted(set(srcs.tolist())):
+        m = srcs == s
+        rep.loso[s] = leak_metrics(ydev[m], P_loso[m, 2], lv[m], final.threshold)
+    rep.overall_loso = leak_metrics(ydev, P_loso[:, 2], lv, final.threshold)
+    P_dev = final.calibrate3(_proba3(final.clf, Xdev))
+    rep.shipped = leak_metrics(ydev, P_dev[:, 2], final.levels(P_dev, final.threshold), final.threshold)
+    final.meta = {
+        **meta,
+        "name": name,
+        "features": list(names),
+        "threshold_rule": "max leak F1 on leave-one-source-out dev predictions, 0.05 grid",
+        "calibration": "Platt scaling of logit P(2) on out-of-source training predictions",
+        "dev_metrics_loso": rep.overall_loso,
+        "dev_metrics_loso_per_source": rep.loso,
+        "dev_metrics_shipped": rep.shipped,
+    }
+    return final, rep
+
+
+def train(
+    shared: str,
+    out_dir: str = PKG_DATA,
+    *,
+    seed: int = 0,
+    C: float = 1.0,
+    semantic: bool = True,
+    cache_dir: str | None = None,
+    write: bool = True,
+    log: Any = print,
+) -> TrainReport:
+    """Train all shipped models from ``shared`` (data/ and gold/) and write them to ``out_dir``."""
+    t0 = time.time()
+    random.seed(seed)
+    np.random.seed(seed)
+    tax = load_taxonomy()
+    texts, labels = harm_corpus(shared, seed=seed)
+    harm = train_harm_model(texts, labels, seed=seed)
+    log(f"harm model: {len(texts)} prompts ({sum(labels)} harmful), {time.time() - t0:.1f}s")
+
+    dev = load_gold(shared, "dev")
+    exclude = {(p.source, p.ref) for p in dev}
+    train_pairs = load_gold(shared, "synthetic") + benchmark_pairs(shared, exclude, seed=seed)
+    report = TrainReport(n_train=dict(Counter(p.source for p in train_pairs)))
+
+    # cross-fitting: a synthetic pair's text_risk comes from harm models that never saw its query
+    synth = sorted({p.query for p in train_pairs if p.source == "synthetic"})
+    fold_of = {q: i % N_FOLDS for i, q in enumerate(random.Random(seed).sample(synth, len(synth)))}
+    fold_sets = [{q for q, f in fold_of.items() if f == k} for k in range(N_FOLDS)]
+    fold_harm = [train_harm_model(*harm_corpus(shared, seed=seed, exclude=fs), seed=seed) for fs in fold_sets]
+
+    def analyses(pairs: list[Pair], crossfit: bool) -> list[PairAnalysis]:
+        out = []
+        for p in pairs:
+            ev = [("caption", p.caption)] + ([("safety_reason", p.safety_reason)] if p.safety_reason else [])
+            h = fold_harm[fold_of[p.query]] if crossfit and p.query in fold_of else harm
+            out.append(analyze_pair(p.query, ev, tax, h))
+        return out
+
+    A_tr, A_dev = analyses(train_pairs, True), analyses(dev, False)
+    log(f"lexical features: {len(train_pairs)} training pairs, {len(dev)} dev rows, {time.time() - t0:.1f}s")
+    meta = {"trained_at": time.strftime("%Y-%m-%d"), "seed": seed, "training_data": report.n_train}
+
+    def mat(A: list[PairAnalysis], names: tuple[str, ...]) -> np.ndarray:
+        return np.stack([a.vector(names) for a in A])
+
+    lex_model, lex_rep = fit_and_evaluate("lexical-logreg", train_pairs, mat(A_tr, LEXICAL_FEATURES), dev, mat(A_dev, LEXICAL_FEATURES), LEXICAL_FEATURES, C, meta)
+    report.models["lexical"] = lex_rep
+    outputs: dict[str, str] = {"classifier_lexical.json": lex_model.to_json()}
+
+    if semantic:
+        from .embed import resolve_embedder
+
+        choice = resolve_embedder("auto", show_progress_bar=True, cache_dir=cache_dir)
+        if choice.embedder is None:
+            raise RuntimeError("semantic training needs an embedder: " + "; ".join(choice.warnings))
+        emb = choice.embedder
+        E = emb.encode(texts)
+        head = train_sem_head(E, labels, seed=seed, meta={"embedder": choice.description, "n_train": len(texts)})
+        fold_heads = []
+        for fs in fold_sets:
+            keep = [i for i, t in enumerate(texts) if t not in fs]
+            fold_heads.append(train_sem_head(E[keep], [labels[i] for i in keep], seed=seed))
+        log(f"semantic harm head on {choice.description}: {time.time() - t0:.1f}s")
+        feat = SemanticFeaturizer(emb, tax, head)
+        for A, pairs, crossfit in ((A_tr, train_pairs, True), (A_dev, dev, False)):
+            for i in range(0, len(pairs), 512):
+                items = [(p.query, a.query_tokens, a) for p, a in zip(pairs[i : i + 512], A[i : i + 512])]
+                heads = [fold_heads[fold_of[p.query]] if crossfit and p.query in fold_of else head for p in pairs[i : i + 512]]
+                feat.add_features(items, heads)
+        log(f"semantic features: {time.time() - t0:.1f}s")
+        names = LEXICAL_FEATURES + SEMANTIC_FEATURES
+        sem_model, sem_rep = fit_and_evaluate(
+            "semantic-logreg", train_pairs, mat(A_tr, names), dev, mat(A_dev, names), names, C, {**meta, "embedder": choice.description}
+        )
+        report.models["semantic"] = sem_rep
+        outputs["classifier_semantic.json"] = sem_model.to_json()
+        outputs["sem_harm.json"] = head.to_json()
+
+    if write:
+        os.makedirs(out_dir, exist_ok=True)
+        harm.save(os.path.join(out_dir, "harm_model.npz"))
+        for fname, text in outputs.items():
+            with open(os.path.join(out_dir, fname), "w", encoding="utf-8") as f:
+                f.write(text)
+        log(f"wrote harm_model.npz, {', '.join(outputs)} to {out_dir}")
+    log(report.text())
+    log(f"total {time.time() - t0:.1f}s")
+    return report
+
+
 def main_json(report: TrainReport) -> str:
-    return json.dumps({"loso": report.loso, "overall_loso": report.overall_loso, "shipped": report.dev_holdout}, indent=1)
+    return json.dumps({k: {"loso": m.loso, "overall_loso": m.overall_loso, "shipped": m.shipped, "threshold": m.threshold} for k, m in report.models.items()}, indent=1)

