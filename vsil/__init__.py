@@ -14,10 +14,12 @@ __all__ = ["ColumnMap", "LeakageResult", "VSILConfig", "__version__", "leakage_s
 
 if TYPE_CHECKING:
     from .api import leakage_score, score_dataset
+    from .audit import LeakageAudit
     from .config import ColumnMap, VSILConfig
     from .result import LeakageResult
 
 _LAZY = {
+    "LeakageAudit": "audit",
     "leakage_score": "api",
     "score_dataset": "api",
     "VSILConfig": "config",

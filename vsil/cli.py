@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from . import __version__
+from .audit import gate_passed, write_report
 from .config import ColumnMap, VSILConfig
 from .errors import UsageError
 from .jsonio import dumps_clean
@@ -42,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=int, default=256, metavar="N", help="rows per chunk (default 256)")
     a.add_argument("--config", metavar="FILE", help="JSON file with VSILConfig fields (flags override it)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.add_argument("--no-report", action="store_true", help="do not write report.html")
+    a.add_argument("--embedder", metavar="NAME", help="auto (default), none (lexical only), or a sentence-transformers name/path")
+    a.add_argument("--cache-dir", metavar="DIR", help="on-disk cache folder (embeddings, image evidence, judge answers)")
+
+    r = sub.add_parser("report", help="rebuild DIR/report.html from a saved audit")
+    r.add_argument("dir")
+    r.add_argument("--out", metavar="FILE", help="where to write the HTML (default: DIR/report.html)")
+
+    c = sub.add_parser("compare", help="put several saved audits side by side in one report and table")
+    c.add_argument("dirs", nargs="+")
+    c.add_argument("--out", metavar="FILE", default="compare.html")
 
     t = sub.add_parser("train", help="rebuild the shipped models from the shared data and print metrics")
     t.add_argument("--shared", metavar="DIR", help="the shared folder with data/ and gold/ (default: $VSIL_SHARED or ../shared)")
@@ -61,7 +73,7 @@ def _audit(args: argparse.Namespace) -> int:
     cols = {f: getattr(args, f"{f}_col") for f in ("query", "caption", "image", "id", "category", "source")}
     cols["safety_reason"] = args.reason_col
     cfg.columns = ColumnMap(**{**cfg.columns.__dict__, **{k: v for k, v in cols.items() if v}})
-    for k in ("threshold", "image_root", "preset"):
+    for k in ("threshold", "image_root", "preset", "embedder", "cache_dir"):
         if getattr(args, k) is not None:
             setattr(cfg, k, getattr(args, k))
     cfg.batch_size = args.batch_size
@@ -82,15 +94,37 @@ def _audit(args: argparse.Namespace) -> int:
     os.replace(tmp, res_path)
     gate = None
     if args.max_leak_rate is not None:
-        gate = {"max_leak_rate": args.max_leak_rate, "passed": bool(summary["n_scored"] and summary["leak_rate"] <= args.max_leak_rate)}
+        gate = {"max_leak_rate": args.max_leak_rate, "passed": gate_passed(summary, args.max_leak_rate)}
     summary["gate"] = gate
     with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
         f.write(dumps_clean(summary, indent=1))
     print(format_summary(summary))
-    print(f"wrote {res_path} and {os.path.join(args.out, 'summary.json')}")
+    written = [res_path, os.path.join(args.out, "summary.json")]
+    if not args.no_report:
+        written.append(write_report(args.out))
+    print("wrote " + ", ".join(written))
     if gate is not None:
         print(f"gate: leak rate {'<=' if gate['passed'] else '>'} {args.max_leak_rate:.2%}: {'PASSED' if gate['passed'] else 'FAILED'}")
         return 0 if gate["passed"] else 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not os.path.exists(os.path.join(args.dir, "results.jsonl")):
+        raise UsageError(f"{args.dir} has no results.jsonl (run `vsil audit ... --out {args.dir}` first)")
+    print(f"wrote {write_report(args.dir, args.out)}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .audit import compare
+
+    for d in args.dirs:
+        if not os.path.exists(os.path.join(d, "summary.json")):
+            raise UsageError(f"{d} has no summary.json")
+    table = compare(args.dirs, args.out)
+    print(table.to_string(index=False))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -124,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"audit": _audit, "train": _train, "backends": _backends}[args.command](args)
+        return {"audit": _audit, "train": _train, "backends": _backends, "report": _report, "compare": _compare}[args.command](args)
     except UsageError as e:
         print(f"vsil: error: {e}", file=sys.stderr)
         return 2

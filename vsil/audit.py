@@ -1,0 +1,196 @@
+"""``LeakageAudit``: audit a dataset, inspect the leaking rows, save a report, gate a release.
+
+    audit = LeakageAudit("data.jsonl", query_col="prompt").run()
+    audit.summary()["leak_rate"]; audit.issues().head(); audit.save_html("report.html")
+    assert audit.passed(max_leak_rate=0.05)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .config import ColumnMap, VSILConfig
+from .jsonio import dumps_clean
+from .result import CONTRACT_FIELDS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RESULT_COLUMNS = [*CONTRACT_FIELDS, "query", "category", "source", "row"]
+
+
+def gate_passed(summary: dict[str, Any], max_leak_rate: float) -> bool:
+    """The release gate: at least one row scored and leak rate <= ``max_leak_rate``."""
+    rate = summary.get("leak_rate")
+    return bool(summary.get("n_scored")) and rate is not None and rate == rate and rate <= max_leak_rate
+
+
+def iter_results(out_dir: str) -> Iterator[dict[str, Any]]:
+    """Stream the rows of ``out_dir/results.jsonl``."""
+    with open(os.path.join(out_dir, "results.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def read_summary(out_dir: str) -> dict[str, Any]:
+    with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+def write_report(out_dir: str, path: str | None = None, title: str | None = None) -> str:
+    """(Re)build ``report.html`` from the saved results of an audit folder."""
+    from .report import render_report
+
+    target = path or os.path.join(out_dir, "report.html")
+    html = render_report(read_summary(out_dir), iter_results(out_dir), title=title or f"vsil audit: {os.path.basename(os.path.abspath(out_dir))}")
+    with open(target, "w", encoding="utf-8") as f:
+        f.write(html)
+    return target
+
+
+def compare(dirs: list[str], out_path: str | None = None, names: list[str] | None = None) -> pd.DataFrame:
+    """Put several saved audits side by side: a table (returned) and, with ``out_path``, an HTML report."""
+    import pandas as pd
+
+    from .report import render_comparison
+
+    labels = names or [os.path.basename(os.path.abspath(d)) for d in dirs]
+    audits = [(n, read_summary(d)) for n, d in zip(labels, dirs)]
+    if out_path:
+        with open(out_path, "w", encoding="utf-8") as f:
+            f.write(render_comparison(audits))
+    return pd.DataFrame(
+        [
+            {
+                "audit": n,
+                "n": s.get("n"),
+                "n_error": s.get("n_error"),
+                "leak_rate": s.get("leak_rate"),
+                "ci95_low": (s.get("ci95") or [None, None])[0],
+                "ci95_high": (s.get("ci95") or [None, None])[1],
+                **{f"level_{i}": (s.get("level_counts") or {}).get(str(i), 0) for i in range(3)},
+            }
+            for n, s in audits
+        ]
+    )
+
+
+class LeakageAudit:
+    """Audit a dataset for visual safety information leakage.
+
+    Parameters
+    ----------
+    data: a path (JSONL/JSON/CSV/Parquet/HF folder), DataFrame, list of dicts or ``datasets.Dataset``.
+    config: a ``VSILConfig``; or keyword options: ``VSILConfig`` fields (``threshold``, ``embedder``,
+        ``preset``, ...) and column names as ``query_col=``, ``caption_col=``, ``id_col=``, ...
+
+    ``vsil_score`` in the results is the probability of leak: higher = more leakage.
+    """
+
+    def __init__(self, data: Any = None, *, config: VSILConfig | None = None, **options: Any) -> None:
+        from .api import _config
+
+        self.data = data
+        self.config = _config(config, dict(options))
+        self._results: pd.DataFrame | None = None
+        self._summary: dict[str, Any] | None = None
+
+    def run(self, *, show_progress_bar: bool | None = None) -> LeakageAudit:
+        """Score every row (streamed in chunks). Returns ``self``."""
+        from .api import score_dataset
+
+        if self.data is None:
+            raise ValueError("this audit was loaded from disk; there is no data to run on")
+        if show_progress_bar is not None:
+            self.config.show_progress_bar = show_progress_bar
+        df = score_dataset(self.data, config=self.config)
+        self._summary = df.attrs.pop("summary")
+        self._results = df
+        return self
+
+    def _need(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        if self._results is None or self._summary is None:
+            raise RuntimeError("call .run() first (or LeakageAudit.load(dir))")
+        return self._results, self._summary
+
+    def results(self) -> pd.DataFrame:
+        """One row per input row, in input order, with the output-contract columns."""
+        return self._need()[0]
+
+    def summary(self) -> dict[str, Any]:
+        """n, leak rate with its 95% interval, level counts, per-category/source rates, errors, manifest."""
+        return self._need()[1]
+
+    def issues(self, min_level: int = 2) -> pd.DataFrame:
+        """The scored rows with ``vsil_level >= min_level``, most confident leaks first."""
+        df = self.results()
+        sel = df[(df["status"] == "ok") & (df["vsil_level"] >= min_level)]
+        return sel.sort_values("vsil_score", ascending=False, kind="stable")
+
+    def passed(self, max_leak_rate: float = 0.05) -> bool:
+        """True when the leak rate is at most ``max_leak_rate`` (same rule as ``vsil audit --max-leak-rate``)."""
+        return gate_passed(self.summary(), max_leak_rate)
+
+    def to_json(self) -> str:
+        """The summary and every result row as one JSON document."""
+        df, s = self._need()
+        return dumps_clean({"summary": s, "results": df.to_dict("records")})
+
+    def save(self, out_dir: str, *, html: bool = True) -> str:
+        """Write ``results.jsonl``, ``summary.json`` (and ``report.html``) to ``out_dir``."""
+        df, s = self._need()
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "results.jsonl"), "w", encoding="utf-8") as f:
+            for r in df.to_dict("records"):
+                f.write(dumps_clean(r) + "\n")
+        with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+            f.write(dumps_clean(s, indent=1))
+        if html:
+            write_report(out_dir)
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: str) -> LeakageAudit:
+        """Load a saved audit (from ``save`` or ``vsil audit --out``)."""
+        import pandas as pd
+
+        s = read_summary(out_dir)
+        cfg = s.get("manifest", {}).get("config")
+        a = cls(None, config=VSILConfig.from_dict({**cfg, "columns": ColumnMap(**cfg["columns"])}) if cfg else VSILConfig())
+        a._summary = s
+        a._results = pd.DataFrame(list(iter_results(out_dir)), columns=RESULT_COLUMNS)
+        return a
+
+    def save_html(self, path: str, title: str = "vsil leakage audit") -> str:
+        """Write the self-contained HTML report to ``path``."""
+        from .report import render_report
+
+        df, s = self._need()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(render_report(s, df.to_dict("records"), title=title))
+        return path
+
+    def _repr_html_(self) -> str:
+        if self._summary is None:
+            return "<p>LeakageAudit (not run yet)</p>"
+        import html as h
+
+        s = self._summary
+        lo, hi = s.get("ci95") or [0, 0]
+        rate = s.get("leak_rate")
+        rate_txt = f"{rate:.1%}" if rate is not None and rate == rate else "n/a"
+        lv = s.get("level_counts", {})
+        return (
+            f"<div><b>vsil LeakageAudit</b>: {s.get('n')} rows, {s.get('n_error')} errors; leak rate <b>{h.escape(rate_txt)}</b> "
+            f"(95% CI {lo:.1%}-{hi:.1%}); levels 0/1/2 = {lv.get('0', 0)}/{lv.get('1', 0)}/{lv.get('2', 0)}; "
+            f"mode {h.escape(str(s.get('manifest', {}).get('backends', {}).get('mode', '')))}</div>"
+        )
+
+    def __repr__(self) -> str:
+        if self._summary is None:
+            return "LeakageAudit(not run)"
+        return f"LeakageAudit(n={self._summary.get('n')}, leak_rate={self._summary.get('leak_rate')})"
