@@ -58,7 +58,7 @@ def main() -> None:
     tr = systems["semantic"][4]["text_risk"].to_numpy()
     systems["text-only baseline"] = (tr, np.where(tr >= 0.5, 2, 0), 0.5, 0.0, None)
     rows = []
-    for name, (score, level, thr, secs, _) in systems.items():
+    for name, (score, level, thr, _secs, _) in systems.items():
         for s in [*sorted(set(src.tolist())), "ALL"]:
             m = np.ones(len(y), bool) if s == "ALL" else src == s
             rows.append({"system": name, "source": s, **leak_metrics(y[m], score[m], level[m], thr)})

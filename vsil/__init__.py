@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ColumnMap", "LeakageResult", "VSILConfig", "__version__", "leakage_score", "score_dataset"]
+__all__ = ["ColumnMap", "LeakageAudit", "LeakageResult", "VSILConfig", "__version__", "leakage_score", "score_dataset"]
 
 if TYPE_CHECKING:
     from .api import leakage_score, score_dataset

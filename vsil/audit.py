@@ -171,7 +171,7 @@ class LeakageAudit:
 
         df, s = self._need()
         with open(path, "w", encoding="utf-8") as f:
-            f.write(render_report(s, df.to_dict("records"), title=title))
+            f.write(render_report(s, ({str(k): v for k, v in r.items()} for r in df.to_dict("records")), title=title))
         return path
 
     def _repr_html_(self) -> str:
