@@ -37,16 +37,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--extra", nargs="*", default=[], help="extra `vsil audit` flags")
+    ap.add_argument("--embedder", default="auto", help="auto (semantic default) or none (lexical only)")
     a = ap.parse_args()
     data = os.path.join(a.data_dir, "vlsbench", "data.json")
     if not os.path.exists(data):
         sys.exit(f"VLSBench not found at {data}; pass --data-dir")
     print(f"machine: {machine()}")
-    print(f"command: vsil audit {data} --preset vlsbench {' '.join(a.extra)}")
+    print(f"command: vsil audit {data} --preset vlsbench --embedder {a.embedder}")
     walls = []
     for i in range(a.repeat):
-        wall, peak, s = run_once([data, "--preset", "vlsbench", *a.extra])
+        wall, peak, s = run_once([data, "--preset", "vlsbench", "--embedder", a.embedder])
         walls.append(wall)
         print(f"run {i + 1}: {s['n']} rows in {wall:.2f}s wall = {s['n'] / wall:.0f} samples/s; peak RSS {peak:.0f} MiB; "
               f"leak rate {s['leak_rate']:.3f}; backends {s['manifest']['backends']}")

@@ -82,13 +82,13 @@ def compare(dirs: list[str], out_path: str | None = None, names: list[str] | Non
 class LeakageAudit:
     """Audit a dataset for visual safety information leakage.
 
+    ``vsil_score`` in the results is the probability of leak: higher = more leakage.
+
     Parameters
     ----------
     data: a path (JSONL/JSON/CSV/Parquet/HF folder), DataFrame, list of dicts or ``datasets.Dataset``.
     config: a ``VSILConfig``; or keyword options: ``VSILConfig`` fields (``threshold``, ``embedder``,
         ``preset``, ...) and column names as ``query_col=``, ``caption_col=``, ``id_col=``, ...
-
-    ``vsil_score`` in the results is the probability of leak: higher = more leakage.
     """
 
     def __init__(self, data: Any = None, *, config: VSILConfig | None = None, **options: Any) -> None:
