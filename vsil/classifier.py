@@ -40,6 +40,14 @@ class LinearLeakModel:
         e = np.exp(d)
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
+    def proba_by_level(self, X: np.ndarray) -> np.ndarray:
+        """(n, 3) matrix whose column k is P(level k); levels absent from training get 0."""
+        P = self.predict_proba(X)
+        out = np.zeros((len(P), 3))
+        for j, c in enumerate(self.classes_):
+            out[:, int(c)] = P[:, j]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "multinomial_logistic_regression",
@@ -95,11 +103,7 @@ class ShippedModel:
 
     def proba3(self, X: np.ndarray) -> np.ndarray:
         """Calibrated P(level 0), P(level 1), P(level 2) for each row of ``X``."""
-        P = self.clf.predict_proba(X)
-        out = np.zeros((len(X), 3))
-        for j, c in enumerate(self.clf.classes_):
-            out[:, int(c)] = P[:, j]
-        return self.calibrate3(out)
+        return self.calibrate3(self.clf.proba_by_level(X))
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -64,14 +64,14 @@ class Scorer:
         self.warnings += choice.warnings
         if self.config.classifier_path:
             self.model: ShippedModel = load_classifier(self.config.classifier_path)
-            wants_sem = any(n.startswith("sem_") for n in self.model.feature_names)
-            if wants_sem and choice.embedder is None:
-                raise UsageError("this classifier needs semantic features but no embedder is available")
         elif choice.embedder is not None:
             self.model = load_classifier(None, "classifier_semantic.json")
         else:
             self.model = load_classifier(None, "classifier_lexical.json")
-        if choice.embedder is not None and any(n.startswith("sem_") for n in self.model.feature_names):
+        wants_sem = any(n.startswith("sem_") for n in self.model.feature_names)
+        if wants_sem and choice.embedder is None:
+            raise UsageError("this classifier needs semantic features but no embedder is available")
+        if wants_sem and choice.embedder is not None:
             self.semantic = SemanticFeaturizer(choice.embedder, self.taxonomy, load_sem_harm())
         self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
 

@@ -57,11 +57,11 @@ class LinearHead:
 @lru_cache(maxsize=2)
 def load_sem_harm(path: str | None = None) -> LinearHead | None:
     try:
-        text = (
-            resources.files("vsil").joinpath("data/sem_harm.json").read_text(encoding="utf-8")
-            if path is None
-            else open(path, encoding="utf-8").read()
-        )
+        if path is None:
+            text = resources.files("vsil").joinpath("data/sem_harm.json").read_text(encoding="utf-8")
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
     except FileNotFoundError:
         return None
     return LinearHead.from_json(text)

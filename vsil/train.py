@@ -99,14 +99,6 @@ def fit_classifier(X: np.ndarray, pairs: list[Pair], names: tuple[str, ...], C: 
     return LeakageClassifier(C=C, feature_names=names).fit(X, y, sample_weight=_weights(pairs)).model_
 
 
-def _proba3(clf: LinearLeakModel, X: np.ndarray) -> np.ndarray:
-    P = clf.predict_proba(X)
-    out = np.zeros((len(X), 3))
-    for j, c in enumerate(clf.classes_):
-        out[:, int(c)] = P[:, j]
-    return out
-
-
 def _platt(pairs: list[Pair], X: np.ndarray, names: tuple[str, ...], C: float) -> tuple[float, float]:
     """Platt scaling of logit P(2), fitted on out-of-source predictions of the training pairs."""
     from sklearn.linear_model import LogisticRegression
@@ -116,7 +108,7 @@ def _platt(pairs: list[Pair], X: np.ndarray, names: tuple[str, ...], C: float) -
     for s in sorted(set(src.tolist())):
         m = src == s
         clf = fit_classifier(X[~m], [p for p, k in zip(pairs, ~m) if k], names, C)
-        p2 = np.clip(_proba3(clf, X[m])[:, 2], 1e-6, 1 - 1e-6)
+        p2 = np.clip(clf.proba_by_level(X[m])[:, 2], 1e-6, 1 - 1e-6)
         z[m] = np.log(p2 / (1 - p2))
     y = np.array([p.label == 2 for p in pairs]).astype(int)
     lr = LogisticRegression(C=100.0).fit(z[:, None], y, sample_weight=_weights(pairs))
@@ -135,7 +127,7 @@ def fit_and_evaluate(
     for s in sorted(set(srcs.tolist())):
         keep = tr_src != s
         clf = fit_classifier(Xtr[keep], [p for p, k in zip(train_pairs, keep) if k], names, C)
-        P_loso[srcs == s] = _proba3(clf, Xdev[srcs == s])
+        P_loso[srcs == s] = clf.proba_by_level(Xdev[srcs == s])
     P_loso = final.calibrate3(P_loso)
     final.threshold = best_f1_threshold(ydev, P_loso[:, 2])
     rep = ModelReport(name, threshold=final.threshold)
@@ -144,7 +136,7 @@ def fit_and_evaluate(
         m = srcs == s
         rep.loso[s] = leak_metrics(ydev[m], P_loso[m, 2], lv[m], final.threshold)
     rep.overall_loso = leak_metrics(ydev, P_loso[:, 2], lv, final.threshold)
-    P_dev = final.calibrate3(_proba3(final.clf, Xdev))
+    P_dev = final.calibrate3(final.clf.proba_by_level(Xdev))
     rep.shipped = leak_metrics(ydev, P_dev[:, 2], final.levels(P_dev, final.threshold), final.threshold)
     final.meta = {
         **meta,
