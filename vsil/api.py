@@ -81,7 +81,7 @@ def score_dataset(data: Any, *, config: VSILConfig | None = None, **options: Any
 
     Columns: the output contract (``id``, ``vsil_score``, ``vsil_level``, ``is_leak``,
     ``leaked_spans``, ``risk_terms``, ``image_risk``, ``text_risk``, ``overlap``, ``caption_used``,
-    ``caption_source``, ``decided_by``, ``judge_rationale``, ``status``, ``error``) plus ``query``,
+    ``caption_source``, ``decided_by``, ``judge_rationale``, ``judge_error``, ``status``, ``error``) plus ``query``,
     ``category``, ``source`` and ``row``. ``df.attrs["summary"]`` holds the audit summary.
     """
     import pandas as pd

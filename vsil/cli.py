@@ -19,6 +19,8 @@ AUDIT_EXAMPLES = """examples:
   vsil audit ../shared/data/vlsbench/data.json --preset vlsbench --out out/vlsbench
   vsil audit ../shared/data/figstep_safebench/safebench.csv --preset figstep:generic --out out/figstep_generic
   vsil audit data.csv --query-col prompt --caption-col description --max-leak-rate 0.05
+  vsil audit data.jsonl --judge auto --judge-model gpt-4o-mini --cache-dir .vsil_cache
+  vsil audit data.jsonl --judge auto --judge-base-url http://localhost:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct
 
 exit status: 0 done (and gate passed), 1 leak rate above --max-leak-rate, 2 usage error or unreadable input
 """
@@ -46,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-report", action="store_true", help="do not write report.html")
     a.add_argument("--embedder", metavar="NAME", help="auto (default), none (lexical only), or a sentence-transformers name/path")
     a.add_argument("--cache-dir", metavar="DIR", help="on-disk cache folder (embeddings, image evidence, judge answers)")
+    j = a.add_argument_group("LLM judge (fallback for uncertain rows)")
+    j.add_argument("--judge", choices=("none", "auto", "always"), help="none (default); auto: only rows whose P(leak) is in the uncertainty band; always: every row")
+    j.add_argument("--judge-backend", choices=("openai", "transformers"), help="openai-compatible endpoint (default) or a local transformers model")
+    j.add_argument("--judge-model", metavar="NAME", help="model name (openai) or name/path/.gguf/smollm2 (transformers)")
+    j.add_argument("--judge-base-url", metavar="URL", help="OpenAI-compatible base URL (default https://api.openai.com/v1)")
+    j.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    j.add_argument("--judge-concurrency", type=int, metavar="N", help="judge requests in flight (default 4)")
+    j.add_argument("--judge-timeout", type=float, metavar="S", help="seconds per judge request (default 60)")
+    j.add_argument("--judge-band", type=float, nargs=2, metavar=("LOW", "HIGH"), help="P(leak) band sent to the judge under --judge auto (default: the model's)")
 
     r = sub.add_parser("report", help="rebuild DIR/report.html from a saved audit")
     r.add_argument("dir")
@@ -73,13 +84,17 @@ def _audit(args: argparse.Namespace) -> int:
     cols = {f: getattr(args, f"{f}_col") for f in ("query", "caption", "image", "id", "category", "source")}
     cols["safety_reason"] = args.reason_col
     cfg.columns = ColumnMap(**{**cfg.columns.__dict__, **{k: v for k, v in cols.items() if v}})
-    for k in ("threshold", "image_root", "preset", "embedder", "cache_dir"):
+    keys = ("threshold", "image_root", "preset", "embedder", "cache_dir", "judge", "judge_backend", "judge_model", "judge_base_url")
+    for k in (*keys, "judge_api_key_env", "judge_concurrency", "judge_timeout", "judge_band"):
         if getattr(args, k) is not None:
             setattr(cfg, k, getattr(args, k))
     cfg.batch_size = args.batch_size
     if args.no_progress:
         cfg.show_progress_bar = False
-    cfg.__post_init__()
+    try:
+        cfg.__post_init__()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if args.max_leak_rate is not None and not 0 <= args.max_leak_rate <= 1:
         raise UsageError("--max-leak-rate must be in [0, 1]")
     os.makedirs(args.out, exist_ok=True)

@@ -41,6 +41,18 @@ class VSILConfig:
     image_root: folder that relative image paths are resolved against.
     classifier_path: a classifier JSON to use instead of the shipped one.
     seed: random seed recorded in the manifest and used by training.
+    judge: "none" (classifier only), "auto" (ask the LLM judge when P(leak) is inside the
+        uncertainty band) or "always" (judge every scored row).
+    judge_backend: "openai" (any OpenAI-compatible endpoint) or "transformers" (a local chat model).
+    judge_model: the judge's model name (openai) or name / path / ``.gguf`` / ``smollm2`` (transformers).
+    judge_base_url: the OpenAI-compatible endpoint's base URL.
+    judge_api_key_env: the environment variable that holds the API key (never the key itself).
+    judge_concurrency: judge requests in flight at once (openai) or generation batch size (transformers).
+    judge_timeout: seconds per judge request before it counts as a timeout and is retried.
+    judge_max_retries: retries per request on timeouts, connection errors, 429 and 5xx.
+    judge_backoff: first back-off wait in seconds (doubles on each retry, with jitter).
+    judge_band: [low, high) of P(leak) sent to the judge under "auto"; None uses the band shipped
+        with the classifier (chosen on the dev data, see the model card).
     """
 
     threshold: float | None = None
@@ -52,6 +64,16 @@ class VSILConfig:
     image_root: str | None = None
     classifier_path: str | None = None
     seed: int = 0
+    judge: str = "none"
+    judge_backend: str = "openai"
+    judge_model: str | None = None
+    judge_base_url: str = "https://api.openai.com/v1"
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 4
+    judge_timeout: float = 60.0
+    judge_max_retries: int = 4
+    judge_backoff: float = 0.5
+    judge_band: tuple[float, float] | None = None
     columns: ColumnMap = field(default_factory=ColumnMap)
     preset: str | None = None
 
@@ -60,6 +82,15 @@ class VSILConfig:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.judge not in ("none", "auto", "always"):
+            raise ValueError(f"judge must be none, auto or always, got {self.judge!r}")
+        if self.judge_concurrency < 1:
+            raise ValueError(f"judge_concurrency must be >= 1, got {self.judge_concurrency}")
+        if self.judge_band is not None:
+            lo, hi = (float(x) for x in self.judge_band)
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ValueError(f"judge_band must be [low, high] with 0 <= low <= high <= 1, got {self.judge_band}")
+            self.judge_band = (lo, hi)
         if isinstance(self.columns, dict):
             self.columns = ColumnMap(**self.columns)
 

@@ -42,3 +42,40 @@ def format_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def oracle_judged_f1(y_level: np.ndarray, score: np.ndarray, threshold: float, band: tuple[float, float]) -> tuple[float, float]:
+    """(leak F1, share of rows judged) when rows with ``band[0] <= score < band[1]`` get their gold
+    label from an ideal judge and the others keep the classifier's decision."""
+    y = np.asarray(y_level) == 2
+    s = np.asarray(score)
+    inside = (s >= band[0]) & (s < band[1])
+    pred = np.where(inside, y, s >= threshold)
+    tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return f1, float(inside.mean())
+
+
+def choose_judge_band(y_level: np.ndarray, score: np.ndarray, threshold: float, max_rate: float = 0.12, step: float = 0.01) -> tuple[float, float]:
+    """The uncertainty band [low, high) around ``threshold`` sent to the judge under ``--judge auto``.
+
+    Rule: over bands on a ``step`` grid that contain the threshold and hold at most ``max_rate`` of
+    the rows, take the one with the highest leak F1 when its rows get the gold label (an ideal
+    judge); ties go to the band with fewer rows.
+    """
+    lows = np.round(np.arange(0.0, threshold + 1e-9, step), 4)
+    highs = np.round(np.arange(threshold, 1.0 + step / 2, step), 4)
+    best: tuple[float, float, float, float] | None = None
+    for lo in lows:
+        for hi in highs:
+            if hi <= lo:
+                continue
+            f1, rate = oracle_judged_f1(y_level, score, threshold, (float(lo), float(hi)))
+            if rate > max_rate:
+                continue
+            cand = (f1, -rate, float(lo), float(hi))
+            if best is None or cand > best:
+                best = cand
+    if best is None:
+        return (threshold, threshold)
+    return (best[2], best[3])

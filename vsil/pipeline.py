@@ -26,6 +26,7 @@ from .errors import UsageError
 from .features import PairAnalysis, analyze_pair
 from .harm import HarmModel, load_harm_model
 from .intake import Record, iter_records
+from .judge import Judge
 from .result import LeakageResult
 from .semantic import SemanticFeaturizer, load_sem_harm
 from .summary import SummaryBuilder
@@ -74,6 +75,10 @@ class Scorer:
         if wants_sem and choice.embedder is not None:
             self.semantic = SemanticFeaturizer(choice.embedder, self.taxonomy, load_sem_harm())
         self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
+        self.judge: Judge | None = None
+        self.judge_band: tuple[float, float] | None = None
+        if self.config.judge != "none":
+            self.judge, self.judge_band = _make_judge(self.config, self.model)
 
     @property
     def mode(self) -> str:
@@ -85,7 +90,8 @@ class Scorer:
             "embedder": self.embedder_desc,
             "mode": self.mode,
             "classifier": self.model.meta.get("name", "lexical"),
-            "judge": "none",
+            "judge": self.judge.describe() if self.judge is not None else "none",
+            "judge_routing": self.config.judge if self.judge_band is None else f"{self.config.judge} band [{self.judge_band[0]:.3f}, {self.judge_band[1]:.3f})",
         }
 
     # -- stages ---------------------------------------------------------------------------
@@ -129,7 +135,40 @@ class Scorer:
             levels = self.model.levels(P, self.threshold)
             for (i, rec, ev, a), p, lvl in zip(todo, p2, levels):
                 out[i] = self._result(rec, ev, a, float(p), int(lvl))
+            if self.judge is not None:
+                self._apply_judge([(out[i], rec, ev) for i, rec, ev, _ in todo])
         return [r for r in out if r is not None]
+
+    def routes_to_judge(self, p: float) -> bool:
+        """Whether a row with classifier P(leak) ``p`` goes to the judge under the configured routing."""
+        if self.judge is None:
+            return False
+        if self.config.judge == "always" or self.judge_band is None:
+            return True
+        return self.judge_band[0] <= p < self.judge_band[1]
+
+    def _apply_judge(self, rows: list[tuple[LeakageResult | None, Record, Evidence]]) -> None:
+        from .judge import JudgeItem
+
+        assert self.judge is not None
+        sel = [(r, rec, ev) for r, rec, ev in rows if r is not None and self.routes_to_judge(r.vsil_score)]
+        if not sel:
+            return
+        outcomes = self.judge.judge([JudgeItem(rec.query, ev.parts) for _, rec, ev in sel])
+        for (r, _, _), o in zip(sel, outcomes):
+            assert r is not None
+            if o.verdict is None:
+                r.judge_error = o.error
+                continue
+            v = o.verdict
+            r.vsil_level = v.level
+            r.is_leak = v.level == 2
+            r.decided_by = "judge"
+            r.judge_rationale = v.rationale
+            if v.level == 0:
+                r.leaked_spans = []
+            elif v.span_start >= 0:
+                r.leaked_spans = [{"start": v.span_start, "end": v.span_start + len(v.leaked_span), "text": v.leaked_span}]
 
     def _result(self, rec: Record, ev: Evidence, a: PairAnalysis, p: float, level: int) -> LeakageResult:
         if level == 2:
@@ -172,8 +211,36 @@ class Scorer:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "warnings": list(self.warnings),
+            "judge_stats": self.judge.stats.to_dict() if self.judge is not None else None,
             **(extra or {}),
         }
+
+
+def _make_judge(cfg: VSILConfig, model: ShippedModel) -> tuple[Judge, tuple[float, float] | None]:
+    """The judge of this configuration and, under ``judge="auto"``, its uncertainty band."""
+    from .judge import Judge, make_backend
+    from .judge.cache import JudgeCache
+
+    band: tuple[float, float] | None = None
+    if cfg.judge == "auto":
+        shipped = model.meta.get("judge_band")
+        band = cfg.judge_band or ((float(shipped[0]), float(shipped[1])) if shipped else None)
+        if band is None:
+            raise UsageError("judge='auto' needs an uncertainty band: this classifier ships none, so set judge_band=[low, high]")
+    if cfg.judge_backend == "openai":
+        opts: dict[str, Any] = {
+            "model": cfg.judge_model or "",
+            "base_url": cfg.judge_base_url,
+            "api_key_env": cfg.judge_api_key_env,
+            "concurrency": cfg.judge_concurrency,
+            "timeout": cfg.judge_timeout,
+            "max_retries": cfg.judge_max_retries,
+            "backoff": cfg.judge_backoff,
+            "seed": cfg.seed,
+        }
+    else:
+        opts = {"model": cfg.judge_model or "", "device": cfg.device, "batch_size": cfg.judge_concurrency}
+    return Judge(make_backend(cfg.judge_backend, opts), JudgeCache(cfg.cache_dir)), band
 
 
 def _fallback_spans(query: str, harm: HarmModel) -> list[tuple[int, int]]:

