@@ -63,8 +63,10 @@ def test_error_rows_have_status():
     assert r.status == "error" and "empty query" in r.error and math.isnan(r.vsil_score)
     r = leakage_score("what is this?")
     assert r.status == "error" and "no image evidence" in r.error
-    r = leakage_score("what is this?", image="photo.png")
-    assert r.status == "error" and "no image-evidence backend" in r.error
+    r = leakage_score("what is this?", image="photo.png")  # OCR (the auto backend) cannot find the file
+    assert r.status == "error" and ("image file not found" in r.error or "no image-evidence backend" in r.error)
+    r = leakage_score("what is this?", image="photo.png", evidence="given")
+    assert r.status == "error" and "no caption or safety reason" in r.error
 
 
 def test_batch_form_returns_frame_in_order(rows):

@@ -19,7 +19,11 @@ AUDIT_EXAMPLES = """examples:
   vsil audit ../shared/data/vlsbench/data.json --preset vlsbench --out out/vlsbench
   vsil audit ../shared/data/figstep_safebench/safebench.csv --preset figstep:generic --out out/figstep_generic
   vsil audit data.csv --query-col prompt --caption-col description --max-leak-rate 0.05
+  vsil audit ../shared/data/figstep_safebench/safebench.csv --preset figstep --evidence ocr --image-root ../shared/data/figstep_safebench
+  vsil audit data.parquet --evidence clip --clip-model ViT-B-32 --clip-pretrained laion2b_s34b_b79k --cache-dir .vsil_cache
   vsil audit data.jsonl --judge auto --judge-model gpt-4o-mini --cache-dir .vsil_cache
+  vsil audit ../shared/data/figstep_safebench/safebench.csv --preset figstep --evidence ocr --image-root ../shared/data/figstep_safebench
+  vsil audit data.parquet --evidence clip --clip-model ViT-B-32 --clip-pretrained laion2b_s34b_b79k --cache-dir .vsil_cache
   vsil audit data.jsonl --judge auto --judge-base-url http://localhost:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct
 
 exit status: 0 done (and gate passed), 1 leak rate above --max-leak-rate, 2 usage error or unreadable input
@@ -48,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-report", action="store_true", help="do not write report.html")
     a.add_argument("--embedder", metavar="NAME", help="auto (default), none (lexical only), or a sentence-transformers name/path")
     a.add_argument("--cache-dir", metavar="DIR", help="on-disk cache folder (embeddings, image evidence, judge answers)")
+    ev = a.add_argument_group("image evidence")
+    ev.add_argument("--evidence", metavar="SPEC", help="auto (default: the dataset's caption, else the available image backends), given, ocr, clip, caption, or a combination like given,ocr")
+    ev.add_argument("--clip-model", metavar="NAME", help="open_clip model name for --evidence clip (e.g. ViT-B-32)")
+    ev.add_argument("--clip-pretrained", metavar="TAG|PATH", help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or local checkpoint file")
+    ev.add_argument("--clip-thresholds", metavar="FILE", help="JSON of per-tag thresholds (from ClipTagger.calibrate)")
+    ev.add_argument("--captioner", metavar="NAME|PATH", help="transformers image-to-text model for --evidence caption")
+    ev.add_argument("--captioner-prompt", metavar="TEXT", help="text prompt passed with each image to the captioner")
+    ev.add_argument("--max-image-pixels", type=int, metavar="N", help="refuse images above N pixels (default 64,000,000)")
     j = a.add_argument_group("LLM judge (fallback for uncertain rows)")
     j.add_argument("--judge", choices=("none", "auto", "always"), help="none (default); auto: only rows whose P(leak) is in the uncertainty band; always: every row")
     j.add_argument("--judge-backend", choices=("openai", "transformers"), help="openai-compatible endpoint (default) or a local transformers model")
@@ -84,7 +96,8 @@ def _audit(args: argparse.Namespace) -> int:
     cols = {f: getattr(args, f"{f}_col") for f in ("query", "caption", "image", "id", "category", "source")}
     cols["safety_reason"] = args.reason_col
     cfg.columns = ColumnMap(**{**cfg.columns.__dict__, **{k: v for k, v in cols.items() if v}})
-    keys = ("threshold", "image_root", "preset", "embedder", "cache_dir", "judge", "judge_backend", "judge_model", "judge_base_url")
+    keys: tuple[str, ...] = ("threshold", "image_root", "preset", "embedder", "cache_dir", "judge", "judge_backend", "judge_model", "judge_base_url")
+    keys += ("evidence", "clip_model", "clip_pretrained", "clip_thresholds", "captioner", "captioner_prompt", "max_image_pixels")
     for k in (*keys, "judge_api_key_env", "judge_concurrency", "judge_timeout", "judge_band"):
         if getattr(args, k) is not None:
             setattr(cfg, k, getattr(args, k))

@@ -41,6 +41,14 @@ class VSILConfig:
     image_root: folder that relative image paths are resolved against.
     classifier_path: a classifier JSON to use instead of the shipped one.
     seed: random seed recorded in the manifest and used by training.
+    evidence: where the image evidence comes from: "auto" (the dataset's caption / safety reason when
+        the row has one, else the image backends that are available: OCR when installed, open_clip
+        tags when ``clip_model`` is set, a caption when ``captioner`` is set), "given", "ocr", "clip",
+        "caption", or a comma-separated combination such as "given,ocr".
+    clip_model / clip_pretrained: open_clip model name and pretrained tag or local checkpoint path.
+    clip_thresholds: JSON file of per-tag thresholds (from ``ClipTagger.calibrate``).
+    captioner: a transformers image-to-text model name or local folder; captioner_prompt its prompt.
+    max_image_pixels: images above this many pixels are refused (decompression-bomb guard).
     judge: "none" (classifier only), "auto" (ask the LLM judge when P(leak) is inside the
         uncertainty band) or "always" (judge every scored row).
     judge_backend: "openai" (any OpenAI-compatible endpoint) or "transformers" (a local chat model).
@@ -64,6 +72,13 @@ class VSILConfig:
     image_root: str | None = None
     classifier_path: str | None = None
     seed: int = 0
+    evidence: str = "auto"
+    clip_model: str | None = None
+    clip_pretrained: str | None = None
+    clip_thresholds: str | None = None
+    captioner: str | None = None
+    captioner_prompt: str | None = None
+    max_image_pixels: int = 64_000_000
     judge: str = "none"
     judge_backend: str = "openai"
     judge_model: str | None = None
@@ -82,6 +97,14 @@ class VSILConfig:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        from .evidence import parse_policy
+
+        try:
+            parse_policy(self.evidence)
+        except Exception as e:
+            raise ValueError(str(e)) from None
+        if self.max_image_pixels < 1:
+            raise ValueError("max_image_pixels must be >= 1")
         if self.judge not in ("none", "auto", "always"):
             raise ValueError(f"judge must be none, auto or always, got {self.judge!r}")
         if self.judge_concurrency < 1:

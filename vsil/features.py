@@ -61,6 +61,20 @@ def _bigrams(tokens: list[Token], keep: set[str]) -> set[tuple[str, str]]:
     return set(zip(lem, lem[1:]))
 
 
+RENDERED_TEXT_FIELDS = frozenset({"ocr_text"})
+RENDERED_TERM = "<harmful rendered text>"
+
+
+def rendered_text_risk(text: str, field: str, toks: list[Token], harm: HarmModel, extra: dict[str, float] | None = None) -> list[RiskTerm]:
+    """Text rendered in the image (OCR) is itself the risk of a typographic image: its text-only harm
+    score (the larger of the lexical model's and ``extra[text]``, e.g. the semantic head's) becomes one
+    risk term spanning the text, so it counts in ``image_risk``."""
+    p = max(1.0 / (1.0 + math.exp(-harm.decision(toks))), (extra or {}).get(text, 0.0))
+    if p < 0.05:
+        return []
+    return [RiskTerm(term=text, lemma=RENDERED_TERM, category="rendered_text", subcategory="harmful_rendered_text", weight=round(p, 4), start=0, end=len(text), field=field)]
+
+
 def analyze_pair(
     query: str,
     evidence: list[tuple[str, str]],
@@ -68,6 +82,7 @@ def analyze_pair(
     harm: HarmModel,
     *,
     query_tokens: list[Token] | None = None,
+    rendered_harm: dict[str, float] | None = None,
 ) -> PairAnalysis:
     """Compute the lexical pair features.
 
@@ -84,6 +99,8 @@ def analyze_pair(
     for fname, text in evidence:
         toks = tokenize(text)
         risk_terms += extract_risk(text, fname, taxonomy, toks)
+        if fname in RENDERED_TEXT_FIELDS and toks:
+            risk_terms += rendered_text_risk(text, fname, toks, harm, rendered_harm)
         c = content_lemmas(toks, generic)
         ev_content |= c
         ev_bigrams |= _bigrams(toks, c)

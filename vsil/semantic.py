@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .embed import Embedder
-from .features import PairAnalysis
+from .features import RENDERED_TERM, PairAnalysis
 from .taxonomy import Taxonomy
 from .text import Token
 
@@ -94,6 +94,13 @@ class SemanticFeaturizer:
         texts, self.proto_ids = prototype_texts(taxonomy)
         self.P = embedder.encode(texts)
 
+    def harm_probs(self, texts: list[str]) -> dict[str, float]:
+        """Semantic text-only harm probability of each distinct text (empty without a harm head)."""
+        uniq = sorted({t for t in texts if t.strip()})
+        if self.harm_head is None or not uniq:
+            return {}
+        return dict(zip(uniq, (float(p) for p in self.harm_head.proba(self.embedder.encode(uniq)))))
+
     def add_features(
         self,
         items: list[tuple[str, list[Token], PairAnalysis]],
@@ -118,7 +125,7 @@ class SemanticFeaturizer:
             sem_harm = float(head.proba(q[None, :])[0]) if head is not None else a.text_risk
             qwords = _content_words(toks)
             Wq = W[[widx[t.lemma] for t in qwords]] if qwords else np.zeros((0, emb.dim), dtype=np.float32)
-            terms = [t for t in a.risk_terms if t.weight >= 0.3]
+            terms = [t for t in a.risk_terms if t.weight >= 0.3 and t.lemma != RENDERED_TERM]
             Wr = W[[widx[t.term.lower()] for t in terms]] if terms else np.zeros((0, emb.dim), dtype=np.float32)
             weights = np.array([t.weight for t in terms])
             term_match = 0.0
