@@ -95,8 +95,8 @@ class ClipTagger:
         import torch
 
         rows = []
-        scale = float(self.model.logit_scale.exp()) if hasattr(self.model, "logit_scale") else 100.0
         with torch.inference_mode():
+            scale = float(self.model.logit_scale.exp().item()) if hasattr(self.model, "logit_scale") else 100.0
             for s in range(0, len(images), self.batch_size):
                 x = torch.stack([self.preprocess(im) for im in images[s : s + self.batch_size]]).to(self.device)
                 f = self.model.encode_image(x)
