@@ -174,7 +174,13 @@ def tiny_blip(tmp_path_factory):
     import torch
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
     from tokenizers import models as tm
-    from transformers import BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     d = tmp_path_factory.mktemp("tiny_blip")
     tok = Tokenizer(tm.WordPiece(unk_token="[UNK]"))
