@@ -71,6 +71,39 @@ def _vlsbench_leak_variant(query: str, term: str) -> str | None:
     return None
 
 
+def _first_sentences(text: str, limit: int = 240) -> str:
+    out = ""
+    for sent in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if out and len(out) + len(sent) > limit:
+            break
+        out = f"{out} {sent}".strip()
+    return out[: limit * 2]
+
+
+def vlguard_train_pairs(shared: str) -> tuple[list[Pair], list[Pair]]:
+    """(safe-instruction pairs, unsafe-instruction pairs) on VLGuard's safe training images; the
+    caption is the start of the reference answer to the safe instruction."""
+    path = os.path.join(shared, "data", "vlguard", "train.json")
+    if not os.path.exists(path):
+        return [], []
+    with open(path, encoding="utf-8") as f:
+        rows = json.load(f)
+    safe, unsafe = [], []
+    for r in rows:
+        if not r.get("safe"):
+            continue
+        ir = r.get("instr-resp", [])
+        s_item = next((d for d in ir if d.get("safe_instruction")), None)
+        u_item = next((d for d in ir if d.get("unsafe_instruction")), None)
+        if s_item is None or u_item is None:
+            continue
+        cap = _first_sentences(str(s_item.get("response", "")))
+        if cap:
+            safe.append(Pair(s_item["safe_instruction"], cap, "", 0, "vlguard", r["id"], 0))
+            unsafe.append(Pair(u_item["unsafe_instruction"], cap, "", 2, "vlguard", r["id"], 1))
+    return safe, unsafe
+
+
 def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int = 0, cap: int = 400) -> list[Pair]:
     """Pairs whose leak status is known by construction (dev rows excluded by (source, ref))."""
     from .risk import extract_risk
@@ -99,6 +132,12 @@ def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int =
     reph = list(_preset_rows(mm, "mm_safetybench:rephrased"))
     common = {t for t, c in Counter(r.query for r in reph).items() if c >= 5}
     add([Pair(r.query, r.caption, "", 0, "mm_safetybench", r.id) for r in reph if r.query in common])
+
+    # VLGuard train split (the test split is what audits use): on safe images, the unsafe instruction
+    # is harmful by itself (a leak), the safe instruction is not; the safe answer describes the image
+    safe_q, unsafe_q = vlguard_train_pairs(shared)
+    add(unsafe_q)
+    add(safe_q)
 
     # VLSafe: harmful queries on benign COCO images leak; the benign rewrites do not
     vs = os.path.join(data, "vlsafe")
@@ -155,7 +194,8 @@ def harm_corpus(
         pool = [r["instruction"] for r in json.load(f)]
     random.Random(seed).shuffle(pool)
     benign += pool[:n_benign]
-    for p in load_gold(shared, "synthetic"):
+    safe_q, unsafe_q = vlguard_train_pairs(shared)
+    for p in [*safe_q, *unsafe_q, *load_gold(shared, "synthetic")]:
         if p.text_harmful in (0, 1) and not (exclude and p.query in exclude):
             (harmful if p.text_harmful == 1 else benign).append(p.query)
     seen: set[str] = set()
