@@ -91,9 +91,27 @@ def to_rgb(im: Any) -> Any:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
-def load_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Load one image reference: a path string (under ``image_root``), bytes, a dict with ``bytes``
-    or ``path`` (Hugging Face / Parquet image columns), or a PIL image."""
+@dataclass
+class ImageSource:
+    """An image read but not decoded yet: its bytes (or an in-memory PIL image) and its hash, so a
+    cache lookup needs no decoding."""
+
+    sha256: str
+    origin: str
+    data: bytes | None = None
+    pil: Any = None
+
+    def decode(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+        """The RGB PIL image (raises ImageError)."""
+        if self.pil is not None:
+            return self.pil
+        assert self.data is not None
+        return _decode(self.data, self.origin, max_pixels)
+
+
+def read_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageSource:
+    """Read one image reference (see ``load_image``) and hash it without decoding the pixels
+    (in-memory PIL images are converted, since their pixels are their content)."""
     if isinstance(ref, dict):
         if ref.get("bytes"):
             ref = ref["bytes"]
@@ -105,7 +123,7 @@ def load_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAUL
         data = bytes(ref)
         if not data:
             raise ImageError("image bytes are empty")
-        return LoadedImage(_decode(data, "(bytes)", max_pixels), hashlib.sha256(data).hexdigest(), "bytes")
+        return ImageSource(hashlib.sha256(data).hexdigest(), "(bytes)", data=data)
     if isinstance(ref, (str, os.PathLike)):
         s = os.fspath(ref)
         if not s.strip():
@@ -116,7 +134,7 @@ def load_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAUL
                 data = f.read()
         except OSError as e:
             raise ImageError(f"cannot read image {s}: {e.strerror}") from None
-        return LoadedImage(_decode(data, s, max_pixels), hashlib.sha256(data).hexdigest(), s)
+        return ImageSource(hashlib.sha256(data).hexdigest(), s, data=data)
     if hasattr(ref, "mode") and hasattr(ref, "size") and hasattr(ref, "tobytes"):
         w, h = ref.size
         if w * h > max_pixels:
@@ -125,5 +143,12 @@ def load_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAUL
             ref.seek(0)
         rgb = to_rgb(ref)
         digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-        return LoadedImage(rgb, digest, "PIL image")
+        return ImageSource(digest, "PIL image", pil=rgb)
     raise ImageError(f"unsupported image value of type {type(ref).__name__}")
+
+
+def load_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Load one image reference: a path string (under ``image_root``), bytes, a dict with ``bytes``
+    or ``path`` (Hugging Face / Parquet image columns), or a PIL image."""
+    src = read_image(ref, image_root, max_pixels)
+    return LoadedImage(src.decode(max_pixels), src.sha256, src.origin)

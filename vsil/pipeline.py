@@ -26,7 +26,7 @@ from .errors import UsageError
 from .evidence import EvidenceCache, ImageBackend, parse_policy
 from .features import RENDERED_TEXT_FIELDS, PairAnalysis, analyze_pair
 from .harm import HarmModel, load_harm_model
-from .images import ImageError, load_image
+from .images import ImageError, read_image
 from .intake import Record, iter_records
 from .judge import Judge
 from .result import LeakageResult
@@ -169,19 +169,28 @@ class Scorer:
         plans = [self._plan(r) if not r.error else r.error for r in records]
         loaded: dict[int, str] = {}  # record index -> image sha256
         pending: dict[str, dict[str, Any]] = {}  # backend -> {sha: PIL image}
+        decoded: dict[str, Any] = {}  # sha -> PIL image, or the ImageError reason
         out: list[Evidence | str] = [p if isinstance(p, str) else Evidence([], "") for p in plans]
+        mp = self.config.max_image_pixels
         for i, (rec, plan) in enumerate(zip(records, plans)):
             if isinstance(plan, str) or not plan[1]:
                 continue
             try:
-                img = load_image(rec.image, self.config.image_root, self.config.max_image_pixels)
+                src = read_image(rec.image, self.config.image_root, mp)
+                missing = [b for b in plan[1] if self.evidence_cache.get(self._backend_id(b), src.sha256) is None]
+                if missing and src.sha256 not in decoded:  # decode only what some backend still has to see
+                    try:
+                        decoded[src.sha256] = src.decode(mp)
+                    except ImageError as e:
+                        decoded[src.sha256] = str(e)
+                if missing and isinstance(decoded[src.sha256], str):
+                    raise ImageError(decoded[src.sha256])
             except ImageError as e:
                 out[i] = str(e)
                 continue
-            loaded[i] = img.sha256
-            for b in plan[1]:
-                if self.evidence_cache.get(self._backend_id(b), img.sha256) is None:
-                    pending.setdefault(b, {})[img.sha256] = img.image
+            loaded[i] = src.sha256
+            for b in missing:
+                pending.setdefault(b, {})[src.sha256] = decoded[src.sha256]
         failed: dict[str, str] = {}
         for b, imgs in pending.items():
             try:

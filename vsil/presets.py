@@ -116,9 +116,11 @@ def _vlsafe(r: Row, v: str) -> Row:
 def _vlguard(r: Row, v: str) -> list[Row]:
     out: list[Row] = []
     base = {"image": r.get("image"), "category": r.get("harmful_category") or "safe", "source": "vlguard"}
-    for i, ir in enumerate(r.get("instr-resp") or []):
-        if not isinstance(ir, dict):
-            continue
+    items = [ir for ir in (r.get("instr-resp") or []) if isinstance(ir, dict)]
+    # VLGuard ships no caption. For an unsafe image the refusal response explains its risk (a safety
+    # reason); for a safe image the reference answer to the safe instruction describes the image.
+    safe_answer = next((str(ir.get("response", "")) for ir in items if "safe_instruction" in ir), "")
+    for i, ir in enumerate(items):
         if "instruction" in ir:
             sub, q = "unsafes", ir["instruction"]
         elif "unsafe_instruction" in ir:
@@ -129,10 +131,25 @@ def _vlguard(r: Row, v: str) -> list[Row]:
             continue
         if v not in ("default", sub):
             continue
-        # VLGuard ships no caption: the refusal response to an unsafe image describes its risk
-        reason = ir.get("response", "") if sub == "unsafes" else ""
-        out.append({**base, "id": f"{r.get('id')}#{i}", "query": q, "safety_reason": reason, "category": f"{base['category']}/{sub}"})
+        ev = {"safety_reason": ir.get("response", "")} if sub == "unsafes" else {"caption": safe_answer}
+        out.append({**base, **ev, "id": f"{r.get('id')}#{i}", "query": q, "category": f"{base['category']}/{sub}"})
     return out
+
+
+def _mm_harmful(r: Row, v: str) -> Row:
+    return {"id": str(r.get("_row")), "query": r.get("question"), "image": f"images/{r.get('_row')}.jpg", "source": "mm_harmfulbench"}
+
+
+def _read_jsonl_numbered(path: str) -> Iterator[Row]:
+    """JSONL rows with their 0-based line number as ``_row`` (MM-Harmful Bench pairs line i with images/i.jpg)."""
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    obj = None  # the row is kept and reported as missing its question
+                yield {**(obj if isinstance(obj, dict) else {}), "_row": i}
 
 
 def _read_json_any(path: str) -> Iterator[Row]:
@@ -167,8 +184,12 @@ PRESETS: dict[str, Preset] = {
         "vlsafe", "VLSafe jsonl: query vs COCO caption", transform=_vlsafe,
         default_file="examine_sampled_500_VLSafe.jsonl", required=("query",),
     ),
+    "mm_harmfulbench": Preset(
+        "mm_harmfulbench", "MM-Harmful Bench questions.jsonl: question vs images/<line>.jpg (no caption: use --evidence ocr/clip/caption)",
+        transform=_mm_harmful, reader=_read_jsonl_numbered, default_file="questions.jsonl", required=("question",),
+    ),
     "vlguard": Preset(
-        "vlguard", "VLGuard test.json/train.json: instructions; the refusal response is the only image evidence",
+        "vlguard", "VLGuard test.json/train.json: instructions; image evidence from the responses (refusal reason for unsafe images, the safe answer for safe images)",
         variants=("default", "unsafes", "safe_unsafes", "safe_safes"), expand=_vlguard, reader=_read_json_any,
         default_file="test.json",
     ),
