@@ -15,3 +15,41 @@ def replace_block(path: str, name: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(doc)
     print(f"updated {path} ({name})")
+
+
+class Capture:
+    """Tee everything printed to stdout inside the ``with`` block into ``.text``."""
+
+    def __init__(self) -> None:
+        import io
+
+        self._buf = io.StringIO()
+
+    def write(self, s: str) -> int:
+        self._stdout.write(s)
+        return self._buf.write(s)
+
+    def flush(self) -> None:
+        self._stdout.flush()
+
+    def __enter__(self) -> Capture:
+        import sys
+
+        self._stdout = sys.stdout
+        sys.stdout = self  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import sys
+
+        sys.stdout = self._stdout
+
+    @property
+    def text(self) -> str:
+        return self._buf.getvalue()
+
+
+def docs_path() -> str:
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmarks.md")

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _docs import Capture, docs_path, replace_block
 from _machine import machine
 
 from vsil import score_dataset
@@ -38,9 +39,18 @@ CONTRASTS = [
 
 
 def main() -> None:
+    with Capture() as cap:
+        a = _run()
+    if a.update_docs:
+        cmd = " ".join(["python", f"benchmarks/{os.path.basename(__file__)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
+        replace_block(docs_path(), "accuracy", "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")
+
+
+def _run() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     ap.add_argument("--loso", action="store_true")
+    ap.add_argument("--update-docs", action="store_true", help="write the output into docs/benchmarks.md")
     a = ap.parse_args()
     dev_path = os.path.join(a.shared, "gold", "dev.jsonl")
     if not os.path.exists(dev_path):
@@ -82,6 +92,7 @@ def main() -> None:
         print("\nleave-one-source-out (refit per held-out source):")
         train(os.path.abspath(a.shared), write=False)
 
+    return a
 
 if __name__ == "__main__":
     main()

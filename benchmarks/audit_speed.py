@@ -18,6 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _docs import Capture, docs_path, replace_block
 from _machine import machine
 
 
@@ -34,10 +35,19 @@ def run_once(args: list[str]) -> tuple[float, float, dict]:
 
 
 def main() -> None:
+    with Capture() as cap:
+        a = _run()
+    if a.update_docs:
+        cmd = " ".join(["python", f"benchmarks/{os.path.basename(__file__)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
+        replace_block(docs_path(), f"audit_speed_{a.embedder}", "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")
+
+
+def _run() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--embedder", default="auto", help="auto (semantic default) or none (lexical only)")
+    ap.add_argument("--update-docs", action="store_true", help="write the output into docs/benchmarks.md")
     a = ap.parse_args()
     data = os.path.join(a.data_dir, "vlsbench", "data.json")
     if not os.path.exists(data):
@@ -53,6 +63,7 @@ def main() -> None:
     best = min(walls)
     print(f"best: {best:.2f}s wall, {s['n'] / best:.0f} samples/s (start-up and model load included)")
 
+    return a
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _docs import Capture, docs_path, replace_block
 from _machine import machine
 
 from vsil import VSILConfig, score_dataset
@@ -25,9 +26,18 @@ from vsil.judge.testserver import FakeJudgeServer, gold_answers
 
 
 def main() -> None:
+    with Capture() as cap:
+        a = _run()
+    if a.update_docs:
+        cmd = " ".join(["python", f"benchmarks/{os.path.basename(__file__)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
+        replace_block(docs_path(), "judge_routing", "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")
+
+
+def _run() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     ap.add_argument("--embedder", default="auto", help="auto (semantic default) or none (lexical)")
+    ap.add_argument("--update-docs", action="store_true", help="write the output into docs/benchmarks.md")
     a = ap.parse_args()
     dev_path = os.path.join(a.shared, "gold", "dev.jsonl")
     if not os.path.exists(dev_path):
@@ -52,6 +62,7 @@ def main() -> None:
         print(f"judge requests to the {judge_name} server: {srv.requests}")
     print(format_table(rows, ["judge", "routing", "call_rate", "f1", "precision", "recall", "kappa3", "seconds"]))
 
+    return a
 
 if __name__ == "__main__":
     main()
