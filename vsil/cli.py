@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from . import __version__
 from .audit import gate_passed, write_report
@@ -52,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-report", action="store_true", help="do not write report.html")
     a.add_argument("--embedder", metavar="NAME", help="auto (default), none (lexical only), or a sentence-transformers name/path")
     a.add_argument("--cache-dir", metavar="DIR", help="on-disk cache folder (embeddings, image evidence, judge answers)")
+    e = a.add_argument_group("engine (scale)")
+    e.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default): this machine; ray: a Ray cluster (pip install 'vsil[ray]')")
+    e.add_argument("--workers", type=int, default=1, metavar="N", help="local: worker processes; ray: scoring actors (default 1)")
+    e.add_argument("--resume", action="store_true", help="continue a killed local run from the chunks already in OUT/parts")
+    e.add_argument("--ray-address", metavar="ADDR", help="Ray cluster address (default: start a local Ray instance)")
     ev = a.add_argument_group("image evidence")
     ev.add_argument("--evidence", metavar="SPEC", help="auto (default: the dataset's caption, else the available image backends), given, ocr, clip, caption, or a combination like given,ocr")
     ev.add_argument("--clip-model", metavar="NAME", help="open_clip model name for --evidence clip (e.g. ViT-B-32)")
@@ -89,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .pipeline import run_audit
     from .summary import format_summary
 
     cfg = VSILConfig.from_json_file(args.config) if args.config else VSILConfig()
@@ -110,16 +113,19 @@ def _audit(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if args.max_leak_rate is not None and not 0 <= args.max_leak_rate <= 1:
         raise UsageError("--max-leak-rate must be in [0, 1]")
-    os.makedirs(args.out, exist_ok=True)
+    if args.resume and args.engine == "ray":
+        raise UsageError("--resume works with the local engine; the Ray engine reruns the whole dataset")
+    if args.engine == "ray":
+        from .integrations.ray import audit_to_dir
+
+        summary = audit_to_dir(args.data, cfg, args.out, address=args.ray_address, concurrency=args.workers)
+    else:
+        from .engine import run_local
+        from .pipeline import _len_or_none, _progress
+
+        with _progress(cfg.show_progress_bar, _len_or_none(args.data)) as bar:
+            summary = run_local(args.data, cfg, args.out, workers=args.workers, resume=args.resume, on_chunk=lambda _d, n: bar.update(n))
     res_path = os.path.join(args.out, "results.jsonl")
-    tmp = res_path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
-
-        def write(r: Any) -> None:
-            f.write(dumps_clean(r.to_dict()) + "\n")
-
-        summary = run_audit(args.data, cfg, on_result=write)
-    os.replace(tmp, res_path)
     gate = None
     if args.max_leak_rate is not None:
         gate = {"max_leak_rate": args.max_leak_rate, "passed": gate_passed(summary, args.max_leak_rate)}
