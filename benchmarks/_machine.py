@@ -21,3 +21,18 @@ def machine() -> str:
     except (ValueError, OSError):
         mem = float("nan")
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def vm_hwm_mib() -> float:
+    """This process's peak resident memory in MiB (VmHWM: unlike ru_maxrss it is not inherited
+    from the parent across fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _docs import replace_block
-from _machine import machine
+from _machine import machine, vm_hwm_mib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -87,7 +86,7 @@ def child(args: argparse.Namespace) -> None:
     with open(args.child_out, "w", encoding="utf-8") as f:
         summary = run_audit(args.child_input, cfg, on_result=lambda r: f.write(dumps_clean(r.to_dict()) + "\n"))
     secs = time.time() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = vm_hwm_mib()
     j = summary.get("judge") or {}
     print(json.dumps({"rows": summary["n"], "seconds": secs, "peak_mib": rss, "judge_rows": (summary.get("decided_by") or {}).get("judge", 0), "judge_calls": j.get("calls", 0), "errors": summary["n_error"], "leak_rate": summary["leak_rate"]}))
 

@@ -26,7 +26,7 @@ from .errors import UsageError
 from .evidence import EvidenceCache, ImageBackend, parse_policy
 from .features import RENDERED_TEXT_FIELDS, PairAnalysis, analyze_pair
 from .harm import HarmModel, load_harm_model
-from .images import ImageError, read_image
+from .images import ImageError, ImageSource, read_image
 from .intake import Record, iter_records
 from .judge import Judge
 from .result import LeakageResult
@@ -168,8 +168,7 @@ class Scorer:
         the image backends, which run batched over the distinct images that are not in the cache."""
         plans = [self._plan(r) if not r.error else r.error for r in records]
         loaded: dict[int, str] = {}  # record index -> image sha256
-        pending: dict[str, dict[str, Any]] = {}  # backend -> {sha: PIL image}
-        decoded: dict[str, Any] = {}  # sha -> PIL image, or the ImageError reason
+        pending: dict[str, dict[str, ImageSource]] = {}  # backend -> {sha: undecoded image}
         out: list[Evidence | str] = [p if isinstance(p, str) else Evidence([], "") for p in plans]
         mp = self.config.max_image_pixels
         for i, (rec, plan) in enumerate(zip(records, plans)):
@@ -177,30 +176,40 @@ class Scorer:
                 continue
             try:
                 src = read_image(rec.image, self.config.image_root, mp)
-                missing = [b for b in plan[1] if self.evidence_cache.get(self._backend_id(b), src.sha256) is None]
-                if missing and src.sha256 not in decoded:  # decode only what some backend still has to see
-                    try:
-                        decoded[src.sha256] = src.decode(mp)
-                    except ImageError as e:
-                        decoded[src.sha256] = str(e)
-                if missing and isinstance(decoded[src.sha256], str):
-                    raise ImageError(decoded[src.sha256])
             except ImageError as e:
                 out[i] = str(e)
                 continue
             loaded[i] = src.sha256
-            for b in missing:
-                pending.setdefault(b, {})[src.sha256] = decoded[src.sha256]
+            for b in plan[1]:
+                if self.evidence_cache.get(self._backend_id(b), src.sha256) is None:
+                    pending.setdefault(b, {})[src.sha256] = src
+        bad: dict[str, str] = {}  # sha -> why the image cannot be decoded
         failed: dict[str, str] = {}
-        for b, imgs in pending.items():
-            try:
-                texts = self._image_backend(b).describe(list(imgs.values()))
-            except UsageError:
-                raise
-            except Exception as e:  # a backend failure fails these rows, not the run
-                failed[b] = f"{b} evidence failed: {type(e).__name__}: {e}"
-                continue
-            self.evidence_cache.put_many(self._backend_id(b), dict(zip(imgs.keys(), texts)))
+        for b, srcs in pending.items():
+            items = list(srcs.items())
+            for s0 in range(0, len(items), IMAGE_BATCH):  # decode a few images at a time: bounded memory
+                shas, imgs = [], []
+                for sha, src in items[s0 : s0 + IMAGE_BATCH]:
+                    if sha in bad:
+                        continue
+                    try:
+                        imgs.append(src.decode(mp))
+                        shas.append(sha)
+                    except ImageError as e:
+                        bad[sha] = str(e)
+                if not imgs:
+                    continue
+                try:
+                    texts = self._image_backend(b).describe(imgs)
+                except UsageError:
+                    raise
+                except Exception as e:  # a backend failure fails these rows, not the run
+                    failed[b] = f"{b} evidence failed: {type(e).__name__}: {e}"
+                    break
+                self.evidence_cache.put_many(self._backend_id(b), dict(zip(shas, texts)))
+        for i, sha in loaded.items():
+            if sha in bad:
+                out[i] = bad[sha]
         for i, plan in enumerate(plans):
             if isinstance(plan, str) or isinstance(out[i], str):
                 continue
@@ -338,6 +347,7 @@ class Scorer:
         }
 
 
+IMAGE_BATCH = 32  # images decoded and described at a time by an image-evidence backend
 EVIDENCE_FIELD = {"ocr": "ocr_text", "clip": "clip_tags", "caption": "generated_caption"}
 
 
