@@ -227,7 +227,7 @@ def main() -> None:
         r.pop("out", None)
     print(text)
     if a.update_docs:
-        replace_block(os.path.join(HERE, "..", "docs", "benchmarks.md"), "scaling", text)
+        replace_block(os.path.join(HERE, "..", "docs", "scaling.md"), "scaling", text)
 
 
 if __name__ == "__main__":
