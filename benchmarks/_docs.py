@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def replace_block(path: str, name: str, text: str) -> None:
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
@@ -53,3 +55,18 @@ def docs_path() -> str:
     import os
 
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmarks.md")
+
+
+def run_and_document(run: Any, script: str, block: Any) -> None:
+    """Run ``run()`` (which returns its parsed args) while capturing its output; with
+    ``--update-docs``, write that output as a code block into docs/benchmarks.md under ``block``
+    (a name, or a function of the args giving one), with the command that reproduces it."""
+    import os
+    import sys
+
+    with Capture() as cap:
+        a = run()
+    if a.update_docs:
+        name = block(a) if callable(block) else block
+        cmd = " ".join(["python", f"benchmarks/{os.path.basename(script)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
+        replace_block(docs_path(), name, "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")

@@ -19,11 +19,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _docs import Capture, docs_path, replace_block
+from _dev import DEFAULT_SHARED, dev_set
+from _docs import run_and_document
 from _machine import machine
 
 from vsil import score_dataset
-from vsil.corpora import read_jsonl
 from vsil.evaluate import format_table, leak_metrics
 
 CONTRASTS = [
@@ -39,24 +39,16 @@ CONTRASTS = [
 
 
 def main() -> None:
-    with Capture() as cap:
-        a = _run()
-    if a.update_docs:
-        cmd = " ".join(["python", f"benchmarks/{os.path.basename(__file__)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
-        replace_block(docs_path(), "accuracy", "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")
+    run_and_document(_run, __file__, "accuracy")
 
 
 def _run() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+    ap.add_argument("--shared", default=DEFAULT_SHARED)
     ap.add_argument("--loso", action="store_true")
     ap.add_argument("--update-docs", action="store_true", help="write the output into docs/benchmarks.md")
     a = ap.parse_args()
-    dev_path = os.path.join(a.shared, "gold", "dev.jsonl")
-    if not os.path.exists(dev_path):
-        sys.exit(f"gold dev set not found at {dev_path}; pass --shared")
-    gold = read_jsonl(dev_path)
-    y = np.array([g["label"] for g in gold])
+    dev_path, gold, y = dev_set(a.shared)
     src = np.array([g["source"] for g in gold])
     print(f"machine: {machine()}\n")
     systems = {}

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _docs import Capture, docs_path, replace_block
+from _docs import run_and_document
 from _machine import machine
 
 
@@ -35,11 +35,7 @@ def run_once(args: list[str]) -> tuple[float, float, dict]:
 
 
 def main() -> None:
-    with Capture() as cap:
-        a = _run()
-    if a.update_docs:
-        cmd = " ".join(["python", f"benchmarks/{os.path.basename(__file__)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
-        replace_block(docs_path(), f"audit_speed_{a.embedder}", "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")
+    run_and_document(_run, __file__, lambda a: f"audit_speed_{a.embedder}")
 
 
 def _run() -> argparse.Namespace:
