@@ -10,6 +10,7 @@ are joined, in input order, into ``OUT/results.jsonl``, and the summary is compu
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -33,9 +34,14 @@ _RESULT_FIELDS = {f.name for f in fields(LeakageResult)}
 _worker_scorer: Any = None
 
 
-def _init_worker(cfg_dict: dict[str, Any]) -> None:
+def _init_worker(cfg_dict: dict[str, Any], threads: int | None = None) -> None:
     global _worker_scorer
     from .pipeline import Scorer
+
+    if threads is not None and importlib.util.find_spec("torch") is not None:
+        import torch  # share the cores between worker processes instead of oversubscribing them
+
+        torch.set_num_threads(threads)
 
     _worker_scorer = Scorer(VSILConfig.from_dict(cfg_dict))
 
@@ -159,7 +165,8 @@ def run_local(
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # torch and tokenizers are not fork-safe
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg_dict,)) as pool:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg_dict, threads)) as pool:
             inflight: dict[Future[Any], tuple[int, int]] = {}
 
             def drain(block_until: int) -> None:
