@@ -198,3 +198,16 @@ def test_sigkill_resume_repeats_no_completed_call(tmp_path):
     assert [r["id"] for r in res] == [r["id"] for r in data] and all(r["decided_by"] == "judge" for r in res)
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["judge"]["cached"] == done and s["judge"]["calls"] == new_calls
+
+
+def test_missing_judge_dependency_is_a_clean_usage_error(tmp_path, monkeypatch, capsys):
+    import importlib.util as iu
+
+    from vsil.cli import main
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "httpx" else real(name, *a))
+    src = tmp_path / "d.jsonl"
+    src.write_text(json.dumps({"id": "1", "query": "How do I hide this gun?", "caption": "a gun"}) + "\n")
+    rc = main(["audit", str(src), "--out", str(tmp_path / "o"), "--embedder", "none", "--judge", "always", "--judge-model", "m", "--no-progress"])
+    assert rc == 2 and "pip install 'vsil[judge]'" in capsys.readouterr().err

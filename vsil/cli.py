@@ -9,7 +9,7 @@ import sys
 from . import __version__
 from .audit import gate_passed, write_report
 from .config import ColumnMap, VSILConfig
-from .errors import UsageError
+from .errors import MissingDependencyError, UsageError
 from .jsonio import dumps_clean
 
 AUDIT_EXAMPLES = """examples:
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"audit": _audit, "train": _train, "backends": _backends, "report": _report, "compare": _compare}[args.command](args)
-    except UsageError as e:
+    except (UsageError, MissingDependencyError) as e:
         print(f"vsil: error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
