@@ -5,13 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_when, write_jsonl
 
 from vsil import VSILConfig
 from vsil.cli import main
@@ -52,26 +51,19 @@ def test_killed_run_resumes_without_recomputing_finished_chunks(tmp_path):
     from vsil.judge.testserver import FakeJudgeServer
 
     data = make_rows(200)
-    src = tmp_path / "d.jsonl"
-    src.write_text("\n".join(json.dumps(r) for r in data) + "\n")
+    src = write_jsonl(tmp_path / "d.jsonl", data)
     out = tmp_path / "o"
     with FakeJudgeServer(latency=0.03) as srv:
-        args = [sys.executable, "-m", "vsil.cli", "audit", str(src), "--out", str(out), "--no-progress", "--no-report", "--embedder", "none",
+        args = ["audit", str(src), "--out", str(out), "--no-progress", "--no-report", "--embedder", "none",
                 "--batch-size", "10", "--judge", "always", "--judge-base-url", srv.base_url, "--judge-model", "m", "--judge-concurrency", "1"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        p = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         parts = out / "parts"
-        deadline = time.time() + 120
-        while (not parts.is_dir() or len([f for f in os.listdir(parts) if f.endswith(".jsonl")]) < 10) and time.time() < deadline:
-            time.sleep(0.05)
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+        env = kill_when(args, lambda: parts.is_dir() and len([f for f in os.listdir(parts) if f.endswith(".jsonl")]) >= 10)
         done = sorted(f for f in os.listdir(parts) if f.endswith(".jsonl"))
         assert 10 <= len(done) < 20 and not (out / "results.jsonl").exists()
         stamps = {f: os.stat(parts / f).st_mtime_ns for f in done}
         finished_ids = {json.loads(x)["id"] for f in done for x in (parts / f).read_text().splitlines()}
         srv.by_query.clear()
-        assert subprocess.run([*args, "--resume"], env=env, cwd=REPO, capture_output=True).returncode == 0
+        assert subprocess.run([sys.executable, "-m", "vsil.cli", *args, "--resume"], env=env, cwd=REPO, capture_output=True).returncode == 0
         asked = set(srv.by_query)
     res = read_results(out)
     assert [r["id"] for r in res] == [r["id"] for r in data]  # exactly one row per input row, in order

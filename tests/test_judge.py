@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_when, write_jsonl
 
 from vsil import VSILConfig, leakage_score, score_dataset
 from vsil.judge.prompt import VerdictError, build_messages, parse_verdict
@@ -173,25 +171,18 @@ def test_api_key_only_from_environment(monkeypatch):
 
 def test_sigkill_resume_repeats_no_completed_call(tmp_path):
     data = many_rows(30)
-    src = tmp_path / "d.jsonl"
-    src.write_text("\n".join(json.dumps(r) for r in data) + "\n")
+    src = write_jsonl(tmp_path / "d.jsonl", data)
     cache = tmp_path / "cache"
     with FakeJudgeServer(latency=0.15) as srv:
-        args = [sys.executable, "-m", "vsil.cli", "audit", str(src), "--out", str(tmp_path / "o"), "--no-progress", "--no-report", "--embedder", "none"]
+        args = ["audit", str(src), "--out", str(tmp_path / "o"), "--no-progress", "--no-report", "--embedder", "none"]
         args += ["--judge", "always", "--judge-base-url", srv.base_url, "--judge-model", "fake", "--judge-concurrency", "1", "--cache-dir", str(cache)]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        p = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while srv.requests < 10 and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+        env = kill_when(args, lambda: srv.requests >= 10)
         assert not (tmp_path / "o" / "results.jsonl").exists()
         with sqlite3.connect(cache / "judge.sqlite") as db:
             done = db.execute("SELECT COUNT(*) FROM judge").fetchone()[0]
         assert 5 <= done < len(data)
         before = srv.requests
-        assert subprocess.run(args, env=env, cwd=REPO, capture_output=True).returncode == 0
+        assert subprocess.run([sys.executable, "-m", "vsil.cli", *args], env=env, cwd=REPO, capture_output=True).returncode == 0
         new_calls = srv.requests - before
     assert new_calls == len(data) - done  # nothing that completed is asked again
     res = [json.loads(x) for x in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
