@@ -31,6 +31,14 @@ exit status: 0 done (and gate passed), 1 leak rate above --max-leak-rate, 2 usag
 
 
 
+# audit flags that set the VSILConfig field of the same name when given
+CONFIG_FLAGS = (
+    "threshold", "image_root", "preset", "embedder", "cache_dir",
+    "evidence", "clip_model", "clip_pretrained", "clip_thresholds", "captioner", "captioner_prompt", "max_image_pixels",
+    "judge", "judge_backend", "judge_model", "judge_base_url", "judge_api_key_env", "judge_concurrency", "judge_timeout", "judge_band",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsil", description="Audit multimodal safety datasets for visual safety information leakage.")
     p.add_argument("--version", action="version", version=f"vsil {__version__}")
@@ -99,9 +107,7 @@ def _audit(args: argparse.Namespace) -> int:
     cols = {f: getattr(args, f"{f}_col") for f in ("query", "caption", "image", "id", "category", "source")}
     cols["safety_reason"] = args.reason_col
     cfg.columns = ColumnMap(**{**cfg.columns.__dict__, **{k: v for k, v in cols.items() if v}})
-    keys: tuple[str, ...] = ("threshold", "image_root", "preset", "embedder", "cache_dir", "judge", "judge_backend", "judge_model", "judge_base_url")
-    keys += ("evidence", "clip_model", "clip_pretrained", "clip_thresholds", "captioner", "captioner_prompt", "max_image_pixels")
-    for k in (*keys, "judge_api_key_env", "judge_concurrency", "judge_timeout", "judge_band"):
+    for k in CONFIG_FLAGS:
         if getattr(args, k) is not None:
             setattr(cfg, k, getattr(args, k))
     cfg.batch_size = args.batch_size

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import fields
 from typing import Any
 
@@ -135,7 +135,7 @@ def run_local(
         for k, chunk in enumerate(_chain(first, chunks)):
             n_chunks = k + 1
             for rec in chunk:
-                h.update(json.dumps([rec.id, rec.query, rec.caption, rec.safety_reason, str(rec.image)]).encode())
+                rec.hash_into(h)
             yield k, chunk
 
     def todo() -> Iterator[tuple[int, list[Record]]]:
@@ -171,7 +171,7 @@ def run_local(
 
             def drain(block_until: int) -> None:
                 while len(inflight) > block_until:
-                    done = next(iter(_as_completed(inflight)))
+                    done = next(as_completed(inflight))
                     k2, n2 = inflight.pop(done)
                     rows, delta, man = done.result()
                     _write_part(out_dir, k2, rows)
@@ -195,12 +195,6 @@ def _chain(first: list[Record], rest: Iterator[list[Record]]) -> Iterator[list[R
     if first:
         yield first
     yield from rest
-
-
-def _as_completed(fs: dict[Future[Any], Any]) -> Iterator[Future[Any]]:
-    from concurrent.futures import as_completed
-
-    return as_completed(fs)
 
 
 def iter_part_rows(out_dir: str, n_chunks: int) -> Iterator[dict[str, Any]]:

@@ -37,6 +37,11 @@ class Record:
     source: str = ""
     error: str = ""
 
+    def hash_into(self, h: Any) -> None:
+        """Feed this record's content to a hashlib object: the run manifest's ``data_sha256``, which
+        every engine computes the same way."""
+        h.update(json.dumps([self.id, self.query, self.caption, self.safety_reason, str(self.image)]).encode())
+
 
 RawItem = tuple[dict[str, Any] | None, str]  # (raw row or None, parse error)
 

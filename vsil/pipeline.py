@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 import platform
 import sys
@@ -421,7 +420,7 @@ def run_audit(
     with _progress(cfg.show_progress_bar, _len_or_none(data)) as bar:
         for chunk in itertools.chain([first], chunks):
             for rec in chunk:
-                h.update(json.dumps([rec.id, rec.query, rec.caption, rec.safety_reason, str(rec.image)]).encode())
+                rec.hash_into(h)
             for r in sc.score(chunk):
                 builder.add(r)
                 if on_result is not None:

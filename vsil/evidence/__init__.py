@@ -8,7 +8,6 @@ backend's output per image hash on disk, so a second audit of the same images co
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -82,7 +81,3 @@ class EvidenceCache:
 
     def stats(self) -> dict[str, Any]:
         return {"hits": self.hits, "misses": self.misses}
-
-
-def to_json_safe(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str))

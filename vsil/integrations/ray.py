@@ -20,11 +20,11 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..config import ColumnMap, VSILConfig
+from ..config import VSILConfig
 from ..errors import MissingDependencyError
 from ..intake import Record, iter_records, normalise
 from ..jsonio import dumps_clean
-from ..result import CONTRACT_FIELDS, LeakageResult
+from ..result import CONTRACT_FIELDS
 from ..summary import SummaryBuilder
 
 OUTPUT_COLUMNS = [*CONTRACT_FIELDS, "query", "category", "source", "row"]
@@ -138,7 +138,7 @@ def records_dataset(data: Any, config: VSILConfig) -> tuple[Any, str]:
     def gen() -> Iterator[dict[str, Any]]:
         for chunk in iter_records(data, config.columns, config.preset, config.batch_size):
             for rec in chunk:
-                h.update(json.dumps([rec.id, rec.query, rec.caption, rec.safety_reason, str(rec.image)]).encode())
+                rec.hash_into(h)
                 d = rec.__dict__.copy()
                 if d["image"] is not None and not isinstance(d["image"], str):
                     d["image"] = None
@@ -207,10 +207,4 @@ def audit_to_dir(data: Any, config: VSILConfig, out_dir: str, *, address: str | 
     return summary
 
 
-def to_result(d: dict[str, Any]) -> LeakageResult:
-    from ..engine import result_from_dict
-
-    return result_from_dict(next(rows_to_results([d])))
-
-
-__all__ = ["ColumnMap", "ScoringActor", "audit_to_dir", "records_dataset", "rows_to_results", "score", "summarize_rows", "to_result"]
+__all__ = ["ScoringActor", "audit_to_dir", "records_dataset", "rows_to_results", "score", "summarize_rows"]
