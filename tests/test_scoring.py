@@ -94,18 +94,32 @@ def test_classifier_roundtrip_and_load_path(tmp_path):
     y = np.array([0, 1, 2] * 30)
     X[y == 2, 0] += 3
     clf = LeakageClassifier(feature_names=("a", "b", "c")).fit(X, y)
-    m = ShippedModel(clf.model_, 0.4, {"name": "t"})
+    m = ShippedModel(clf.model_, 0.4, {"name": "t"}, partial_threshold=0.25)
     p = tmp_path / "m.json"
     p.write_text(m.to_json())
     m2 = load_classifier(str(p))
     np.testing.assert_allclose(m2.leak_proba(X), m.leak_proba(X))
-    assert m2.threshold == 0.4 and list(m2.clf.classes_) == [0, 1, 2]
+    assert m2.threshold == 0.4 and m2.partial_threshold == 0.25 and list(m2.clf.classes_) == [0, 1, 2]
     bad = json.loads(p.read_text())
     bad["classifier"]["kind"] = "pickle"
     p.write_text(json.dumps(bad))
     load_classifier.cache_clear()
     with pytest.raises(ValueError, match="unknown classifier kind"):
         load_classifier(str(p))
+
+
+def test_level_rule_and_partial_threshold_choice():
+    from vsil.classifier import level_rule
+    from vsil.evaluate import choose_partial_threshold
+
+    P = np.array([[0.7, 0.1, 0.2], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2], [0.8, 0.15, 0.05]])
+    assert level_rule(P, 0.5, None).tolist() == [0, 0, 2, 1, 0]  # below the threshold: P(1) > P(0)
+    assert level_rule(P, 0.5, 0.3).tolist() == [0, 1, 2, 0, 0]  # below the threshold: P(2) >= 0.3
+    assert level_rule(P, 0.3, 0.4).tolist() == [0, 2, 2, 0, 0]  # a partial threshold above the threshold never fires
+    # gold partial leaks sit where P(2) is middling: a partial threshold wins over the P(1) rule
+    assert choose_partial_threshold(np.array([0, 1, 2, 0, 0]), P, 0.5) == 0.4  # ties: the highest
+    # gold partial leaks where P(1) is high: the multinomial rule wins
+    assert choose_partial_threshold(np.array([0, 0, 2, 1, 0]), P, 0.5) is None
 
 
 def test_shipped_model_files_are_plain_data():

@@ -78,16 +78,30 @@ class LinearLeakModel:
         return m
 
 
+def level_rule(P: np.ndarray, threshold: float, partial_threshold: float | None) -> np.ndarray:
+    """0/1/2 level from a (n, 3) class matrix: 2 when P(2) >= ``threshold``; below it, 1 when P(2) >=
+    ``partial_threshold`` (a partial leak is a leak the query only half states), or, when that is
+    None, the likelier of levels 0 and 1."""
+    below = np.where(P[:, 2] >= partial_threshold, 1, 0) if partial_threshold is not None else np.where(P[:, 1] > P[:, 0], 1, 0)
+    return np.where(P[:, 2] >= threshold, 2, below)
+
+
 class ShippedModel:
     """The classifier plus its operating point (threshold) and training metadata."""
 
     def __init__(
-        self, clf: LinearLeakModel, threshold: float, meta: dict[str, Any], calibration: tuple[float, float] = (1.0, 0.0)
+        self,
+        clf: LinearLeakModel,
+        threshold: float,
+        meta: dict[str, Any],
+        calibration: tuple[float, float] = (1.0, 0.0),
+        partial_threshold: float | None = None,
     ) -> None:
         self.clf = clf
         self.threshold = threshold
         self.meta = meta
         self.calibration = calibration
+        self.partial_threshold = partial_threshold
 
     def calibrate3(self, P: np.ndarray) -> np.ndarray:
         """Class matrix (columns 0, 1, 2) with P(2) Platt-calibrated and P(0), P(1) rescaled to sum to 1."""
@@ -114,13 +128,18 @@ class ShippedModel:
         return np.asarray(self.proba3(X)[:, 2])
 
     def levels(self, P: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """0/1/2 level from a (n, 3) class matrix: 2 when P(2) >= threshold, else the likelier of 0 and 1."""
-        t = self.threshold if threshold is None else threshold
-        return np.where(P[:, 2] >= t, 2, np.where(P[:, 1] > P[:, 0], 1, 0))
+        """0/1/2 levels (``level_rule``) at ``threshold`` (default: the shipped one) and the shipped partial threshold."""
+        return level_rule(P, self.threshold if threshold is None else threshold, self.partial_threshold)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"classifier": self.clf.to_dict(), "threshold": self.threshold, "calibration": list(self.calibration), "meta": self.meta},
+            {
+                "classifier": self.clf.to_dict(),
+                "threshold": self.threshold,
+                "partial_threshold": self.partial_threshold,
+                "calibration": list(self.calibration),
+                "meta": self.meta,
+            },
             indent=1,
         )
 
@@ -128,7 +147,10 @@ class ShippedModel:
     def from_json(cls, text: str) -> ShippedModel:
         d = json.loads(text)
         a, b = d.get("calibration", (1.0, 0.0))
-        return cls(LinearLeakModel.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}), (float(a), float(b)))
+        pt = d.get("partial_threshold")
+        return cls(
+            LinearLeakModel.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}), (float(a), float(b)), None if pt is None else float(pt)
+        )
 
 
 def model_resource(name: str) -> str:

@@ -34,6 +34,28 @@ def best_f1_threshold(y_level: np.ndarray, score: np.ndarray, grid: np.ndarray |
     return max(scores)[2]
 
 
+def choose_partial_threshold(y_level: np.ndarray, P: np.ndarray, threshold: float, grid: np.ndarray | None = None) -> float | None:
+    """How the classifier says "partial leak" (level 1), chosen by 3-level Cohen's kappa.
+
+    Candidates: the multinomial rule (``None``: level 1 when P(1) > P(0)) and every partial threshold
+    on a 0.05 grid below ``threshold`` (level 1 when P(2) reaches it); see ``classifier.level_rule``. Returns the candidate with the highest kappa (ties: ``None``,
+    then the higher threshold, which says "partial" less often).
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    from .classifier import level_rule
+
+    g = grid if grid is not None else np.round(np.arange(0.05, threshold - 1e-9, 0.05), 2)
+    cands: list[float | None] = [None, *sorted((float(t) for t in g), reverse=True)]
+    best: tuple[float, float | None] | None = None
+    for pt in cands:
+        k = float(cohen_kappa_score(y_level, level_rule(P, threshold, pt)))
+        if best is None or k > best[0] + 1e-12:
+            best = (k, pt)
+    assert best is not None
+    return best[1]
+
+
 def format_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     """A plain Markdown table."""
     def fmt(v: Any) -> str:

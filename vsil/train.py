@@ -25,7 +25,14 @@ import numpy as np
 from .classifier import LinearLeakModel, ShippedModel
 from .corpora import Pair, benchmark_pairs, harm_corpus, load_gold
 from .estimator import LeakageClassifier
-from .evaluate import best_f1_threshold, choose_judge_band, format_table, leak_metrics, oracle_judged_f1
+from .evaluate import (
+    best_f1_threshold,
+    choose_judge_band,
+    choose_partial_threshold,
+    format_table,
+    leak_metrics,
+    oracle_judged_f1,
+)
 from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
 from .harm import N_FEATURES, HarmModel, featurize
 from .semantic import SEMANTIC_FEATURES, LinearHead, SemanticFeaturizer
@@ -34,7 +41,8 @@ from .text import tokenize
 
 PKG_DATA = os.path.join(os.path.dirname(__file__), "data")
 N_FOLDS = 5
-JUDGE_MAX_RATE = 0.12  # share of dev rows the auto-routing band may hold (the target is at most 15%)
+JUDGE_MAX_RATE = 0.14  # share of dev rows the auto-routing band may hold (the target is at most 15%)
+DEFAULT_C = 0.3  # inverse regularisation of the leak classifiers (of 0.1 / 0.3 / 1.0, the best leak F1 under LOSO)
 
 
 def train_harm_model(texts: list[str], labels: list[int], C: float = 4.0, seed: int = 0) -> HarmModel:
@@ -70,6 +78,7 @@ class ModelReport:
     overall_loso: dict[str, Any] = field(default_factory=dict)
     shipped: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
+    partial_threshold: float | None = None
     judge: dict[str, Any] = field(default_factory=dict)
 
     def text(self) -> str:
@@ -79,12 +88,13 @@ class ModelReport:
         cols = ["source", "n", "positives", "auroc", "f1", "precision", "recall", "kappa3"]
         j = self.judge
         band = (
-            f"\njudge band [{j['band'][0]:.2f}, {j['band'][1]:.2f}): ideal-judge leak F1 {j['loso']['oracle_f1']:.3f} at {j['loso']['call_rate']:.1%} calls (LOSO), "
-            f"{j['shipped']['oracle_f1']:.3f} at {j['shipped']['call_rate']:.1%} calls (shipped model)"
+            f"\njudge band [{j['band'][0]:.2f}, {j['band'][1]:.2f}): ideal-judge leak F1 {j['shipped']['oracle_f1']:.3f} at {j['shipped']['call_rate']:.1%} calls "
+            f"(shipped model); band chosen without each source: {j['held_out']['oracle_f1']:.3f} at {j['held_out']['call_rate']:.1%} calls"
             if j
             else ""
         )
-        return f"## {self.name} (threshold {self.threshold:.2f})\n" + format_table(rows, cols) + band
+        pt = "P(1) > P(0)" if self.partial_threshold is None else f"P(2) >= {self.partial_threshold:.2f}"
+        return f"## {self.name} (threshold {self.threshold:.2f}, level 1 when {pt})\n" + format_table(rows, cols) + band
 
 
 @dataclass
@@ -124,6 +134,21 @@ def _platt(pairs: list[Pair], X: np.ndarray, names: tuple[str, ...], C: float) -
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
+def _held_out_band(y: np.ndarray, score: np.ndarray, srcs: np.ndarray, threshold: float) -> dict[str, float]:
+    """Ideal-judge leak F1 and call rate when each source's rows are routed by a band chosen on the
+    other sources only (how well the band choice carries to a benchmark it was not chosen on)."""
+    pred = np.zeros(len(y), bool)
+    inside = np.zeros(len(y), bool)
+    for s in sorted(set(srcs.tolist())):
+        m = srcs == s
+        lo, hi = choose_judge_band(y[~m], score[~m], threshold, max_rate=JUDGE_MAX_RATE)
+        inside[m] = (score[m] >= lo) & (score[m] < hi)
+        pred[m] = np.where(inside[m], y[m] == 2, score[m] >= threshold)
+    gold = y == 2
+    tp, fp, fn = int((pred & gold).sum()), int((pred & ~gold).sum()), int((~pred & gold).sum())
+    return {"oracle_f1": 2 * tp / max(1, 2 * tp + fp + fn), "call_rate": float(inside.mean())}
+
+
 def fit_and_evaluate(
     name: str, train_pairs: list[Pair], Xtr: np.ndarray, dev: list[Pair], Xdev: np.ndarray, names: tuple[str, ...], C: float, meta: dict[str, Any]
 ) -> tuple[ShippedModel, ModelReport]:
@@ -139,7 +164,8 @@ def fit_and_evaluate(
         P_loso[srcs == s] = clf.proba_by_level(Xdev[srcs == s])
     P_loso = final.calibrate3(P_loso)
     final.threshold = best_f1_threshold(ydev, P_loso[:, 2])
-    rep = ModelReport(name, threshold=final.threshold)
+    final.partial_threshold = choose_partial_threshold(ydev, P_loso, final.threshold)
+    rep = ModelReport(name, threshold=final.threshold, partial_threshold=final.partial_threshold)
     lv = final.levels(P_loso, final.threshold)
     for s in sorted(set(srcs.tolist())):
         m = srcs == s
@@ -147,23 +173,27 @@ def fit_and_evaluate(
     rep.overall_loso = leak_metrics(ydev, P_loso[:, 2], lv, final.threshold)
     P_dev = final.calibrate3(final.clf.proba_by_level(Xdev))
     rep.shipped = leak_metrics(ydev, P_dev[:, 2], final.levels(P_dev, final.threshold), final.threshold)
-    band = choose_judge_band(ydev, P_loso[:, 2], final.threshold, max_rate=JUDGE_MAX_RATE)
+    # the band routes the shipped model's probabilities, so it is chosen on the shipped model's dev
+    # predictions (dev rows are never training rows); "held_out" re-chooses it without each source
+    band = choose_judge_band(ydev, P_dev[:, 2], final.threshold, max_rate=JUDGE_MAX_RATE)
     rep.judge = {
         "band": list(band),
-        "loso": dict(zip(("oracle_f1", "call_rate"), oracle_judged_f1(ydev, P_loso[:, 2], final.threshold, band))),
         "shipped": dict(zip(("oracle_f1", "call_rate"), oracle_judged_f1(ydev, P_dev[:, 2], final.threshold, band))),
+        "held_out": _held_out_band(ydev, P_dev[:, 2], srcs, final.threshold),
     }
     final.meta = {
         **meta,
         "name": name,
         "features": list(names),
         "threshold_rule": "max leak F1 on leave-one-source-out dev predictions, 0.05 grid",
+        "partial_rule": "level 1 below the threshold: P(1) > P(0), or P(2) >= a partial threshold on a 0.05 grid, "
+        "whichever gives the highest 3-level kappa on the leave-one-source-out dev predictions",
         "calibration": "Platt scaling of logit P(2) on out-of-source training predictions",
         "dev_metrics_loso": rep.overall_loso,
         "dev_metrics_loso_per_source": rep.loso,
         "dev_metrics_shipped": rep.shipped,
         "judge_band": list(band),
-        "judge_band_rule": f"band [low, high) around the threshold, 0.01 grid, holding at most {JUDGE_MAX_RATE:.0%} of the "
+        "judge_band_rule": f"band [low, high) around the threshold, 0.01 grid, holding at most {JUDGE_MAX_RATE:.0%} of the shipped model's dev predictions, "
         "leave-one-source-out dev predictions, that maximises leak F1 when its rows get the gold label (an ideal judge)",
         "judge_band_dev": rep.judge,
     }
@@ -175,7 +205,7 @@ def train(
     out_dir: str = PKG_DATA,
     *,
     seed: int = 0,
-    C: float = 1.0,
+    C: float = DEFAULT_C,
     semantic: bool = True,
     cache_dir: str | None = None,
     write: bool = True,
