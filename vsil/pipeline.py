@@ -330,6 +330,7 @@ class Scorer:
             "vsil_version": __version__,
             "config": self.config.to_dict(),
             "threshold": self.threshold,
+            "partial_threshold": self.model.partial_threshold,
             "backends": self.backends(),
             "model": {k: self.model.meta.get(k) for k in ("name", "trained_at", "training_data", "seed", "features")},
             "taxonomy_version": self.taxonomy.version,
