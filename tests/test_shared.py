@@ -38,3 +38,29 @@ def test_presets_on_real_benchmarks(shared, tmp_path):
     g = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert q["n"] == g["n"] == 500
     assert q["leak_rate"] >= 0.9 and g["leak_rate"] <= 0.05
+
+
+def test_train_reproduces_the_shipped_lexical_model(shared, tmp_path):
+    """`vsil train` rebuilds the shipped models deterministically (the lexical half: the semantic half
+    needs the same code path plus MiniLM and takes a minute)."""
+    from importlib import resources
+
+    from vsil.train import train
+
+    report = train(str(shared), str(tmp_path), semantic=False, log=lambda *a: None)
+    shipped = json.loads(resources.files("vsil").joinpath("data/classifier_lexical.json").read_text(encoding="utf-8"))
+    built = json.loads((tmp_path / "classifier_lexical.json").read_text(encoding="utf-8"))
+    for key in ("threshold", "partial_threshold", "calibration"):
+        assert built[key] == pytest.approx(shipped[key], abs=1e-9), key
+    for key in ("coef", "intercept", "mean", "scale"):
+        np.testing.assert_allclose(built["classifier"][key], shipped["classifier"][key], atol=1e-8, err_msg=key)
+    assert built["meta"]["judge_band"] == shipped["meta"]["judge_band"]
+    assert built["meta"]["dev_metrics_loso"] == pytest.approx(shipped["meta"]["dev_metrics_loso"])
+    with np.load(tmp_path / "harm_model.npz") as got, np.load(str(resources.files("vsil").joinpath("data/harm_model.npz"))) as ref:
+        for k in ref.files:
+            if ref[k].dtype.kind in "iuf":
+                np.testing.assert_allclose(got[k], ref[k], atol=1e-8, err_msg=k)
+            else:
+                assert got[k] == ref[k], k
+    lex = report.models["lexical"]
+    assert lex.overall_loso["n"] == 300 and lex.overall_loso["auroc"] > 0.9
