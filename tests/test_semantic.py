@@ -145,3 +145,29 @@ def test_semantic_default_catches_synonym_leak_and_keeps_deictic():
     assert leak.is_leak and leak.vsil_score > deictic.vsil_score
     assert not deictic.is_leak
     assert any("gun" in s["text"] for s in leak.leaked_spans)
+
+
+def test_harm_head_prototypes_score_save_and_load(tmp_path):
+    from vsil.semantic import PROTOTYPES_FILE, HarmHead, LinearHead, PrototypeHead, load_sem_harm
+
+    eye = np.eye(4, dtype=np.float32)
+    proto = PrototypeHead(harmful=eye[:2], benign=eye[2:], k=1, a=10.0, b=0.0)
+    E = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0.6, 0, 0.8, 0]], dtype=np.float32)
+    np.testing.assert_allclose(proto.score(E), [1.0, -1.0, -0.2], atol=1e-6)
+    p = proto.proba(E)
+    assert p[0] > 0.99 and p[1] < 0.01 and p[2] < 0.5
+    lin = LinearHead(np.array([1.0, 0, 0, 0], dtype=np.float32), 0.0, {"n": 1})
+    head = HarmHead(lin, proto)
+    np.testing.assert_allclose(head.proba(E), np.sqrt(lin.proba(E) * p), rtol=1e-6)
+    assert head.dim == 4 and HarmHead(lin).proba(E).tolist() == lin.proba(E).tolist()
+    # a folder written by `vsil train --out DIR`: the JSON and the npz beside it
+    (tmp_path / "sem_harm.json").write_text(lin.to_json())
+    proto.save(str(tmp_path / PROTOTYPES_FILE))
+    loaded = load_sem_harm(str(tmp_path / "sem_harm.json"))
+    assert loaded is not None and loaded.prototypes is not None and loaded.prototypes.k == 1
+    np.testing.assert_allclose(loaded.proba(E), head.proba(E), rtol=1e-3)  # centroids stored as float16
+    (tmp_path / "lin").mkdir()
+    (tmp_path / "lin" / "sem_harm.json").write_text(lin.to_json())
+    assert load_sem_harm(str(tmp_path / "lin" / "sem_harm.json")).prototypes is None
+    shipped = load_sem_harm()
+    assert shipped is not None and shipped.prototypes is not None and shipped.prototypes.harmful.shape[1] == shipped.dim

@@ -7,6 +7,7 @@ per distinct text (cached), so the cost per row stays about one sentence embeddi
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,12 +32,13 @@ SEMANTIC_FEATURES: tuple[str, ...] = (
     "sem_text_x_image",
 )
 
+PROTOTYPES_FILE = "sem_harm_prototypes.npz"
 SPAN_SIMILARITY = 0.6  # a query word this close to an evidence risk term is reported as a leaked span
 
 
 @dataclass
 class LinearHead:
-    """A logistic regression over embeddings (the semantic text-only harm model)."""
+    """A logistic regression over embeddings (the semantic text-only harm model's linear half)."""
 
     coef: np.ndarray
     intercept: float
@@ -54,17 +56,86 @@ class LinearHead:
         return cls(np.asarray(d["coef"], dtype=np.float32), float(d["intercept"]), d.get("meta", {}))
 
 
+@dataclass
+class PrototypeHead:
+    """Nearest-prototype harm score: how much closer a text is to harmful prompts than to benign ones.
+
+    ``harmful`` and ``benign`` are unit-norm k-means centroids of the harm corpus's embeddings; the
+    score is the mean similarity to the ``k`` nearest harmful centroids minus that to the ``k`` nearest
+    benign ones, mapped to a probability by ``sigmoid(a * score + b)``. Unlike a linear head it cannot
+    extrapolate far from the corpus: a text unlike any harmful prompt scores low.
+    """
+
+    harmful: np.ndarray
+    benign: np.ndarray
+    k: int
+    a: float
+    b: float
+
+    def score(self, E: np.ndarray) -> np.ndarray:
+        def top(C: np.ndarray) -> np.ndarray:
+            S = E @ C.T
+            k = min(self.k, S.shape[1])
+            return np.asarray(np.partition(S, S.shape[1] - k, axis=1)[:, -k:].mean(axis=1))
+
+        E = np.asarray(E, dtype=np.float32)
+        return top(self.harmful) - top(self.benign)
+
+    def proba(self, E: np.ndarray) -> np.ndarray:
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.a * self.score(E) + self.b))))
+
+    def save(self, path: str) -> None:
+        np.savez_compressed(
+            path, harmful=self.harmful.astype(np.float16), benign=self.benign.astype(np.float16), params=np.array([self.k, self.a, self.b], dtype=np.float64)
+        )
+
+    @classmethod
+    def load(cls, source: Any) -> PrototypeHead:
+        with np.load(source, allow_pickle=False) as z:
+            k, a, b = (float(x) for x in z["params"])
+            return cls(z["harmful"].astype(np.float32), z["benign"].astype(np.float32), int(k), a, b)
+
+
+@dataclass
+class HarmHead:
+    """The semantic text-only harm model: the geometric mean of the linear head's probability and the
+    nearest-prototype head's (the linear head alone when no prototypes are given)."""
+
+    linear: LinearHead
+    prototypes: PrototypeHead | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.linear.coef.shape[0])
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.linear.meta
+
+    def proba(self, E: np.ndarray) -> np.ndarray:
+        p = self.linear.proba(E)
+        return p if self.prototypes is None else np.sqrt(p * self.prototypes.proba(E))
+
+
 @lru_cache(maxsize=2)
-def load_sem_harm(path: str | None = None) -> LinearHead | None:
+def load_sem_harm(path: str | None = None) -> HarmHead | None:
+    """The shipped semantic harm model (``data/sem_harm.json`` + ``data/sem_harm_prototypes.npz``), or
+    one saved by ``vsil train --out DIR`` (``path`` = the JSON file; the npz beside it is used when present)."""
     try:
         if path is None:
-            text = resources.files("vsil").joinpath("data/sem_harm.json").read_text(encoding="utf-8")
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            files = resources.files("vsil").joinpath("data")
+            linear = LinearHead.from_json(files.joinpath("sem_harm.json").read_text(encoding="utf-8"))
+            proto_file = files.joinpath(PROTOTYPES_FILE)
+            if not proto_file.is_file():
+                return HarmHead(linear)
+            with proto_file.open("rb") as f:
+                return HarmHead(linear, PrototypeHead.load(f))
+        with open(path, encoding="utf-8") as f:
+            linear = LinearHead.from_json(f.read())
     except FileNotFoundError:
         return None
-    return LinearHead.from_json(text)
+    proto_path = os.path.join(os.path.dirname(path), PROTOTYPES_FILE)
+    return HarmHead(linear, PrototypeHead.load(proto_path) if os.path.exists(proto_path) else None)
 
 
 def prototype_texts(tax: Taxonomy, n_terms: int = 12) -> tuple[list[str], list[tuple[str, str]]]:
@@ -85,9 +156,9 @@ def _content_words(tokens: list[Token]) -> list[Token]:
 class SemanticFeaturizer:
     """Adds ``SEMANTIC_FEATURES`` (and semantic leak spans) to lexical ``PairAnalysis`` objects."""
 
-    def __init__(self, embedder: Embedder, taxonomy: Taxonomy, harm_head: LinearHead | None) -> None:
-        if harm_head is not None and harm_head.coef.shape[0] != embedder.dim:
-            raise ValueError(f"semantic harm model expects {harm_head.coef.shape[0]}-d embeddings, embedder gives {embedder.dim}")
+    def __init__(self, embedder: Embedder, taxonomy: Taxonomy, harm_head: HarmHead | None) -> None:
+        if harm_head is not None and harm_head.dim != embedder.dim:
+            raise ValueError(f"semantic harm model expects {harm_head.dim}-d embeddings, embedder gives {embedder.dim}")
         self.embedder = embedder
         self.taxonomy = taxonomy
         self.harm_head = harm_head
@@ -104,7 +175,7 @@ class SemanticFeaturizer:
     def add_features(
         self,
         items: list[tuple[str, list[Token], PairAnalysis]],
-        harm_heads: Sequence[LinearHead | None] | None = None,
+        harm_heads: Sequence[HarmHead | None] | None = None,
     ) -> None:
         """Compute the semantic features of a batch in place (one encode call for the batch)."""
         if not items:

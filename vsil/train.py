@@ -1,6 +1,7 @@
 """``vsil train``: rebuild the shipped models from the shared data, deterministically, and print metrics.
 
-Models: the lexical harm model (``harm_model.npz``), the semantic harm head (``sem_harm.json``), and
+Models: the lexical harm model (``harm_model.npz``), the semantic harm head (``sem_harm.json``, its
+linear half, and ``sem_harm_prototypes.npz``, its nearest-prototype half), and
 two leak classifiers (``classifier_lexical.json``, ``classifier_semantic.json``).
 
 Evaluation is leave-one-source-out (LOSO) over the dev set's sources: for each source S the classifier
@@ -35,7 +36,7 @@ from .evaluate import (
 )
 from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
 from .harm import N_FEATURES, HarmModel, featurize
-from .semantic import SEMANTIC_FEATURES, LinearHead, SemanticFeaturizer
+from .semantic import PROTOTYPES_FILE, SEMANTIC_FEATURES, HarmHead, LinearHead, PrototypeHead, SemanticFeaturizer
 from .taxonomy import load_taxonomy
 from .text import tokenize
 
@@ -69,6 +70,31 @@ def train_sem_head(E: np.ndarray, labels: list[int], C: float = 2.0, seed: int =
     lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed)
     lr.fit(E, np.asarray(labels))
     return LinearHead(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]), meta or {})
+
+
+PROTOTYPES = (512, 1024, 3)  # harmful centroids, benign centroids, nearest centroids averaged
+
+
+def train_prototypes(E: np.ndarray, labels: list[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm k-means centroids of the harmful and of the benign embeddings (``PROTOTYPES`` sizes)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    y = np.asarray(labels)
+    out = []
+    for cls, n in ((1, PROTOTYPES[0]), (0, PROTOTYPES[1])):
+        X = E[y == cls]
+        km = MiniBatchKMeans(n_clusters=min(n, len(X)), random_state=seed, n_init=3, batch_size=2048).fit(X)
+        C = km.cluster_centers_.astype(np.float32)
+        out.append(C / np.linalg.norm(C, axis=1, keepdims=True))
+    return out[0], out[1]
+
+
+def calibrate_prototypes(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) of ``sigmoid(a * score + b)``, fitted on out-of-fold prototype scores."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=100.0, class_weight="balanced").fit(scores[:, None], labels)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
 @dataclass
@@ -225,9 +251,11 @@ def train(
     train_pairs = load_gold(shared, "synthetic") + benchmark_pairs(shared, exclude, seed=seed)
     report = TrainReport(n_train=dict(Counter(p.source for p in train_pairs)))
 
-    # cross-fitting: a synthetic pair's text_risk comes from harm models that never saw its query
-    synth = sorted({p.query for p in train_pairs if p.source == "synthetic"})
-    fold_of = {q: i % N_FOLDS for i, q in enumerate(random.Random(seed).sample(synth, len(synth)))}
+    # cross-fitting: a training pair whose query is also a harm-corpus prompt (synthetic, VLGuard) gets
+    # its text_risk from harm models that never saw that query
+    in_corpus = set(texts)
+    shared_q = sorted({p.query for p in train_pairs if p.query in in_corpus})
+    fold_of = {q: i % N_FOLDS for i, q in enumerate(random.Random(seed).sample(shared_q, len(shared_q)))}
     fold_sets = [{q for q, f in fold_of.items() if f == k} for k in range(N_FOLDS)]
     fold_harm = [train_harm_model(*harm_corpus(shared, seed=seed, exclude=fs), seed=seed) for fs in fold_sets]
 
@@ -258,11 +286,20 @@ def train(
             raise RuntimeError("semantic training needs an embedder: " + "; ".join(choice.warnings))
         emb = choice.embedder
         E = emb.encode(texts)
-        head = train_sem_head(E, labels, seed=seed, meta={"embedder": choice.description, "n_train": len(texts)})
-        fold_heads = []
+        fold_lin, fold_protos, oof_scores, oof_labels = [], [], [], []
         for fs in fold_sets:
             keep = [i for i, t in enumerate(texts) if t not in fs]
-            fold_heads.append(train_sem_head(E[keep], [labels[i] for i in keep], seed=seed))
+            held = [i for i, t in enumerate(texts) if t in fs]
+            fold_lin.append(train_sem_head(E[keep], [labels[i] for i in keep], seed=seed))
+            H, B = train_prototypes(E[keep], [labels[i] for i in keep], seed=seed)
+            fold_protos.append(PrototypeHead(H, B, PROTOTYPES[2], 1.0, 0.0))
+            oof_scores.append(fold_protos[-1].score(E[held]))
+            oof_labels += [labels[i] for i in held]
+        a, b = calibrate_prototypes(np.concatenate(oof_scores), np.asarray(oof_labels))
+        fold_heads = [HarmHead(lin, PrototypeHead(pr.harmful, pr.benign, pr.k, a, b)) for lin, pr in zip(fold_lin, fold_protos)]
+        H, B = train_prototypes(E, labels, seed=seed)
+        lin_meta = {"embedder": choice.description, "n_train": len(texts), "prototypes": list(PROTOTYPES), "prototype_calibration": [a, b]}
+        head = HarmHead(train_sem_head(E, labels, seed=seed, meta=lin_meta), PrototypeHead(H, B, PROTOTYPES[2], a, b))
         log(f"semantic harm head on {choice.description}: {time.time() - t0:.1f}s")
         feat = SemanticFeaturizer(emb, tax, head)
         for A, pairs, crossfit in ((A_tr, train_pairs, True), (A_dev, dev, False)):
@@ -277,15 +314,18 @@ def train(
         )
         report.models["semantic"] = sem_rep
         outputs["classifier_semantic.json"] = sem_model.to_json()
-        outputs["sem_harm.json"] = head.to_json()
+        outputs["sem_harm.json"] = head.linear.to_json()
 
     if write:
         os.makedirs(out_dir, exist_ok=True)
         harm.save(os.path.join(out_dir, "harm_model.npz"))
+        if semantic:
+            assert head.prototypes is not None
+            head.prototypes.save(os.path.join(out_dir, PROTOTYPES_FILE))
         for fname, text in outputs.items():
             with open(os.path.join(out_dir, fname), "w", encoding="utf-8") as f:
                 f.write(text)
-        log(f"wrote harm_model.npz, {', '.join(outputs)} to {out_dir}")
+        log(f"wrote harm_model.npz, {', '.join(outputs)}{', ' + PROTOTYPES_FILE if semantic else ''} to {out_dir}")
     log(report.text())
     log(f"total {time.time() - t0:.1f}s")
     return report
