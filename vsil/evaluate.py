@@ -38,8 +38,9 @@ def choose_partial_threshold(y_level: np.ndarray, P: np.ndarray, threshold: floa
     """How the classifier says "partial leak" (level 1), chosen by 3-level Cohen's kappa.
 
     Candidates: the multinomial rule (``None``: level 1 when P(1) > P(0)) and every partial threshold
-    on a 0.05 grid below ``threshold`` (level 1 when P(2) reaches it); see ``classifier.level_rule``. Returns the candidate with the highest kappa (ties: ``None``,
-    then the higher threshold, which says "partial" less often).
+    on a 0.05 grid below ``threshold`` (level 1 when P(2) reaches it); see ``classifier.level_rule``.
+    Returns the candidate with the highest kappa (ties: ``None``, then the higher threshold, which says
+    "partial" less often).
     """
     from sklearn.metrics import cohen_kappa_score
 

@@ -73,12 +73,13 @@ class PrototypeHead:
     b: float
 
     def score(self, E: np.ndarray) -> np.ndarray:
+        X = np.asarray(E, dtype=np.float32)
+
         def top(C: np.ndarray) -> np.ndarray:
-            S = E @ C.T
+            S = X @ C.T
             k = min(self.k, S.shape[1])
             return np.asarray(np.partition(S, S.shape[1] - k, axis=1)[:, -k:].mean(axis=1))
 
-        E = np.asarray(E, dtype=np.float32)
         return top(self.harmful) - top(self.benign)
 
     def proba(self, E: np.ndarray) -> np.ndarray:
@@ -126,8 +127,8 @@ def load_sem_harm(path: str | None = None) -> HarmHead | None:
             files = resources.files("vsil").joinpath("data")
             linear = LinearHead.from_json(files.joinpath("sem_harm.json").read_text(encoding="utf-8"))
             proto_file = files.joinpath(PROTOTYPES_FILE)
-            if not proto_file.is_file():
-                return HarmHead(linear)
+            if not proto_file.is_file():  # the shipped classifier was trained on the blended head
+                raise RuntimeError(f"the shipped model file {PROTOTYPES_FILE} is missing: reinstall vsil or run `vsil train`")
             with proto_file.open("rb") as f:
                 return HarmHead(linear, PrototypeHead.load(f))
         with open(path, encoding="utf-8") as f:
