@@ -82,7 +82,12 @@ def test_resume_refuses_other_arguments_and_fresh_runs_start_over(tmp_path, caps
     base = ["audit", str(data), "--out", out, "--no-progress", "--no-report", "--embedder", "none", "--batch-size", "10"]
     assert main(base) == 0
     assert main([*base, "--resume"]) == 0  # everything on disk: nothing to recompute
-    assert json.loads(Path(out, "summary.json").read_text())["manifest"]["engine"]["resumed_chunks"] == 4
+    summary = json.loads(Path(out, "summary.json").read_text())
+    assert summary["manifest"]["engine"]["resumed_chunks"] == 4 and summary["manifest"]["backends"]["mode"] == "lexical"
+    assert main([*base, "--resume", "--workers", "2"]) == 0  # all on disk: the manifest comes from a worker
+    again = json.loads(Path(out, "summary.json").read_text())
+    assert again["manifest"]["engine"]["workers"] == 2 and again["manifest"]["backends"] == summary["manifest"]["backends"]
+    assert again["n"] == summary["n"] == 40
     assert main([*base, "--resume", "--threshold", "0.9"]) == 2
     assert "other arguments" in capsys.readouterr().err
     assert main([*base, "--batch-size", "20"]) == 0 and len(os.listdir(Path(out, "parts"))) == 2

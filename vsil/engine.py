@@ -46,6 +46,12 @@ def _init_worker(cfg_dict: dict[str, Any], threads: int | None = None) -> None:
     _worker_scorer = Scorer(VSILConfig.from_dict(cfg_dict))
 
 
+def _worker_manifest() -> dict[str, Any]:
+    """The static manifest of this process's scorer (for a run whose chunks all came from disk)."""
+    assert _worker_scorer is not None, "worker not initialised"
+    return _worker_scorer.manifest("", time.time())
+
+
 def _score_chunk(records: list[Record]) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, Any]]:
     """Score one chunk in a worker: rows, this chunk's judge counters, and the static manifest."""
     sc = _worker_scorer
@@ -183,11 +189,11 @@ def run_local(
                 inflight[pool.submit(_score_chunk, chunk)] = (k, len(chunk))
                 drain(2 * workers)  # bounded memory: at most 2 chunks queued per worker
             drain(0)
+            if manifest is None:  # every chunk came from disk, or the input is empty
+                manifest = pool.submit(_worker_manifest).result()
 
-    if manifest is None:  # every chunk came from disk, or the input is empty
-        from .pipeline import Scorer
-
-        manifest = Scorer(config).manifest("", started)
+    if manifest is None:  # in-process scoring: the scorer built by _init_worker above
+        manifest = _worker_manifest()
     return finish(out_dir, n_chunks, manifest, h.hexdigest(), started, judge_stats, workers=workers, resumed_chunks=skipped)
 
 
