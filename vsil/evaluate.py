@@ -70,13 +70,17 @@ def format_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 def oracle_judged_f1(y_level: np.ndarray, score: np.ndarray, threshold: float, band: tuple[float, float]) -> tuple[float, float]:
     """(leak F1, share of rows judged) when rows with ``band[0] <= score < band[1]`` get their gold
     label from an ideal judge and the others keep the classifier's decision."""
-    y = np.asarray(y_level) == 2
     s = np.asarray(score)
     inside = (s >= band[0]) & (s < band[1])
-    pred = np.where(inside, y, s >= threshold)
+    return routed_f1(y_level, s, threshold, inside), float(inside.mean())
+
+
+def routed_f1(y_level: np.ndarray, score: np.ndarray, threshold: float, judged: np.ndarray) -> float:
+    """Leak F1 when the ``judged`` rows get their gold label and the others the classifier's decision."""
+    y = np.asarray(y_level) == 2
+    pred = np.where(judged, y, np.asarray(score) >= threshold)
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    return f1, float(inside.mean())
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
 
 def choose_judge_band(y_level: np.ndarray, score: np.ndarray, threshold: float, max_rate: float = 0.12, step: float = 0.01) -> tuple[float, float]:

@@ -33,6 +33,7 @@ from .evaluate import (
     format_table,
     leak_metrics,
     oracle_judged_f1,
+    routed_f1,
 )
 from .features import LEXICAL_FEATURES, PairAnalysis, analyze_pair
 from .harm import N_FEATURES, HarmModel, featurize
@@ -163,16 +164,12 @@ def _platt(pairs: list[Pair], X: np.ndarray, names: tuple[str, ...], C: float) -
 def _held_out_band(y: np.ndarray, score: np.ndarray, srcs: np.ndarray, threshold: float) -> dict[str, float]:
     """Ideal-judge leak F1 and call rate when each source's rows are routed by a band chosen on the
     other sources only (how well the band choice carries to a benchmark it was not chosen on)."""
-    pred = np.zeros(len(y), bool)
     inside = np.zeros(len(y), bool)
     for s in sorted(set(srcs.tolist())):
         m = srcs == s
         lo, hi = choose_judge_band(y[~m], score[~m], threshold, max_rate=JUDGE_MAX_RATE)
         inside[m] = (score[m] >= lo) & (score[m] < hi)
-        pred[m] = np.where(inside[m], y[m] == 2, score[m] >= threshold)
-    gold = y == 2
-    tp, fp, fn = int((pred & gold).sum()), int((pred & ~gold).sum()), int((~pred & gold).sum())
-    return {"oracle_f1": 2 * tp / max(1, 2 * tp + fp + fn), "call_rate": float(inside.mean())}
+    return {"oracle_f1": routed_f1(y, score, threshold, inside), "call_rate": float(inside.mean())}
 
 
 def fit_and_evaluate(
