@@ -94,9 +94,10 @@ def test_classifier_roundtrip_and_load_path(tmp_path):
     y = np.array([0, 1, 2] * 30)
     X[y == 2, 0] += 3
     clf = LeakageClassifier(feature_names=("a", "b", "c")).fit(X, y)
-    m = ShippedModel(clf.model_, 0.4, {"name": "t"}, partial_threshold=0.25)
+    m = ShippedModel(clf.model_, 0.4, {"name": "t", "auroc": float("nan")}, partial_threshold=0.25)
     p = tmp_path / "m.json"
     p.write_text(m.to_json())
+    assert json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))["meta"]["auroc"] is None
     m2 = load_classifier(str(p))
     np.testing.assert_allclose(m2.leak_proba(X), m.leak_proba(X))
     assert m2.threshold == 0.4 and m2.partial_threshold == 0.25 and list(m2.clf.classes_) == [0, 1, 2]

@@ -64,3 +64,10 @@ def test_train_reproduces_the_shipped_lexical_model(shared, tmp_path):
                 assert got[k] == ref[k], k
     lex = report.models["lexical"]
     assert lex.overall_loso["n"] == 300 and lex.overall_loso["auroc"] > 0.9
+    # every training source is also scored by a classifier fitted without it
+    assert {s: m["n"] for s, m in lex.train_loso.items()} == report.n_train
+    for src, metrics in shipped["meta"]["train_pairs_leave_source_out"].items():
+        assert built["meta"]["train_pairs_leave_source_out"][src] == pytest.approx(metrics), src
+    # strict JSON: an undefined metric (vlsafe's dev rows are all leaks, so no AUROC) is null, never NaN
+    assert "NaN" not in (tmp_path / "classifier_lexical.json").read_text(encoding="utf-8")
+    assert built["meta"]["dev_metrics_loso_per_source"]["vlsafe"]["auroc"] is None

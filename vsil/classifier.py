@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .jsonio import dumps_clean
+
 
 @dataclass
 class LinearLeakModel:
@@ -132,7 +134,8 @@ class ShippedModel:
         return level_rule(P, self.threshold if threshold is None else threshold, self.partial_threshold)
 
     def to_json(self) -> str:
-        return json.dumps(
+        # strict JSON: a metric that is undefined for a source (AUROC with one class) is written as null
+        return dumps_clean(
             {
                 "classifier": self.clf.to_dict(),
                 "threshold": self.threshold,
