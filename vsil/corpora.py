@@ -139,6 +139,16 @@ def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int =
     add(unsafe_q)
     add(safe_q)
 
+    # text-only prompts (AdvBench, HarmBench text, refusal_direction, XSTest) shown with an unrelated
+    # safe image, a VLGuard training caption: by the labelling rule a prompt harmful by itself leaks
+    # whatever the image shows (the JailbreakV / HADES pattern); a benign prompt does not
+    caps = [p.caption for p in safe_q]
+    if caps:
+        harmful, benign = text_prompts(shared, seed=seed)
+        crng = random.Random(seed + 1)
+        add([Pair(q, crng.choice(caps), "", 2, "text_prompts", f"harmful#{i}", 1) for i, q in enumerate(harmful)])
+        add([Pair(q, crng.choice(caps), "", 0, "text_prompts", f"benign#{i}", 0) for i, q in enumerate(benign)])
+
     # VLSafe: harmful queries on benign COCO images leak; the benign rewrites do not
     vs = os.path.join(data, "vlsafe")
     caps: dict[str, str] = {}
@@ -174,7 +184,28 @@ def harm_corpus(
 ) -> tuple[list[str], list[int]]:
     """Harmful vs benign prompts for the text-only harm model (none from the dev benchmarks).
 
-    ``exclude``: query texts to leave out (used to cross-fit the synthetic pairs' text_risk)."""
+    ``exclude``: query texts to leave out (used to cross-fit the text_risk of training pairs whose
+    query is also in this corpus)."""
+    harmful, benign = text_prompts(shared, seed=seed, n_benign=n_benign)
+    safe_q, unsafe_q = vlguard_train_pairs(shared)
+    for p in [*safe_q, *unsafe_q, *load_gold(shared, "synthetic")]:
+        if p.text_harmful in (0, 1) and not (exclude and p.query in exclude):
+            (harmful if p.text_harmful == 1 else benign).append(p.query)
+    seen: set[str] = set()
+    texts, labels = [], []
+    for t, y in [(t, 1) for t in harmful if not (exclude and t in exclude)] + [(t, 0) for t in benign if not (exclude and t in exclude)]:
+        k = t.strip().lower()
+        if k and k not in seen:
+            seen.add(k)
+            texts.append(t)
+            labels.append(y)
+    return texts, labels
+
+
+def text_prompts(shared: str, seed: int = 0, n_benign: int = 8000) -> tuple[list[str], list[str]]:
+    """(harmful, benign) text-only prompts of the public prompt sets: AdvBench, HarmBench text,
+    refusal_direction, XSTest (its unsafe prompts harmful, its safe ones benign) and ``n_benign``
+    refusal_direction harmless prompts."""
     data = os.path.join(shared, "data")
     if not os.path.isdir(data):
         raise UsageError(f"shared data not found at {data}")
@@ -194,16 +225,4 @@ def harm_corpus(
         pool = [r["instruction"] for r in json.load(f)]
     random.Random(seed).shuffle(pool)
     benign += pool[:n_benign]
-    safe_q, unsafe_q = vlguard_train_pairs(shared)
-    for p in [*safe_q, *unsafe_q, *load_gold(shared, "synthetic")]:
-        if p.text_harmful in (0, 1) and not (exclude and p.query in exclude):
-            (harmful if p.text_harmful == 1 else benign).append(p.query)
-    seen: set[str] = set()
-    texts, labels = [], []
-    for t, y in [(t, 1) for t in harmful] + [(t, 0) for t in benign]:
-        k = t.strip().lower()
-        if k and k not in seen:
-            seen.add(k)
-            texts.append(t)
-            labels.append(y)
-    return texts, labels
+    return harmful, benign
