@@ -142,12 +142,12 @@ def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int =
     # text-only prompts (AdvBench, HarmBench text, refusal_direction, XSTest) shown with an unrelated
     # safe image, a VLGuard training caption: by the labelling rule a prompt harmful by itself leaks
     # whatever the image shows (the JailbreakV / HADES pattern); a benign prompt does not
-    caps = [p.caption for p in safe_q]
-    if caps:
+    vg_caps = [p.caption for p in safe_q]
+    if vg_caps:
         harmful, benign = text_prompts(shared, seed=seed)
         crng = random.Random(seed + 1)
-        add([Pair(q, crng.choice(caps), "", 2, "text_prompts", f"harmful#{i}", 1) for i, q in enumerate(harmful)])
-        add([Pair(q, crng.choice(caps), "", 0, "text_prompts", f"benign#{i}", 0) for i, q in enumerate(benign)])
+        add([Pair(q, crng.choice(vg_caps), "", 2, "text_prompts", f"harmful#{i}", 1) for i, q in enumerate(harmful)])
+        add([Pair(q, crng.choice(vg_caps), "", 0, "text_prompts", f"benign#{i}", 0) for i, q in enumerate(benign)])
 
     # VLSafe: harmful queries on benign COCO images leak; the benign rewrites do not
     vs = os.path.join(data, "vlsafe")
