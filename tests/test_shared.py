@@ -71,3 +71,20 @@ def test_train_reproduces_the_shipped_lexical_model(shared, tmp_path):
     # strict JSON: an undefined metric (vlsafe's dev rows are all leaks, so no AUROC) is null, never NaN
     assert "NaN" not in (tmp_path / "classifier_lexical.json").read_text(encoding="utf-8")
     assert built["meta"]["dev_metrics_loso_per_source"]["vlsafe"]["auroc"] is None
+
+
+def test_text_prompt_pairs_and_cross_fitting_exclusion(shared):
+    """The text-only prompt pairs carry their prompt-set label on an unrelated VLGuard caption, and a
+    query given to ``exclude`` leaves the harm corpus (so its cross-fitted text_risk is honest)."""
+    from vsil.corpora import benchmark_pairs, harm_corpus, text_prompts, vlguard_train_pairs
+
+    harmful, benign = text_prompts(str(shared))
+    pairs = [p for p in benchmark_pairs(str(shared), set()) if p.source == "text_prompts"]
+    assert sum(p.label == 2 for p in pairs) == sum(p.label == 0 for p in pairs) == 400
+    assert {p.query for p in pairs if p.label == 2} <= set(harmful)
+    assert {p.query for p in pairs if p.label == 0} <= set(benign)
+    captions = {p.caption for p in vlguard_train_pairs(str(shared))[0]}
+    assert all(p.caption in captions for p in pairs)
+    q = pairs[0].query
+    texts, _ = harm_corpus(str(shared))
+    assert q in texts and q not in harm_corpus(str(shared), exclude={q})[0]
