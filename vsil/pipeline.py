@@ -48,9 +48,13 @@ class Evidence:
 
 
 class Scorer:
-    """Loads the taxonomy, the harm model and the classifier once, then scores records in batches."""
+    """Loads the taxonomy, the harm model and the classifier once, then scores records in batches.
 
-    def __init__(self, config: VSILConfig | None = None) -> None:
+    ``build_judge=False`` checks the judge options and describes the judge (manifest, backends) without
+    building it, so no local judge model is loaded; such a scorer refuses to score. The Ray driver
+    uses it to write the manifest while the actors hold the real judges."""
+
+    def __init__(self, config: VSILConfig | None = None, *, build_judge: bool = True) -> None:
         self.config = config or VSILConfig()
         self.taxonomy: Taxonomy = load_taxonomy()
         self.harm: HarmModel = load_harm_model()
@@ -83,8 +87,20 @@ class Scorer:
         self.evidence_cache = EvidenceCache(self.config.cache_dir)
         self.judge: Judge | None = None
         self.judge_band: tuple[float, float] | None = None
+        self.judge_desc = "none"
+        self.describe_only = False
         if self.config.judge != "none":
-            self.judge, self.judge_band = _make_judge(self.config, self.model)
+            self.judge_band = _judge_band(self.config, self.model)
+            if build_judge:
+                self.judge = _make_judge(self.config)
+                self.judge_desc = self.judge.describe()
+            else:
+                from .judge import describe_judge
+
+                if not self.config.judge_model:
+                    raise UsageError(f"the {self.config.judge_backend} judge needs a model (--judge-model)")
+                self.judge_desc = describe_judge(self.config.judge_backend, self.config.judge_model)
+                self.describe_only = True
 
     def _evidence_desc(self) -> str:
         if self.policy == ["auto"]:
@@ -101,7 +117,7 @@ class Scorer:
             "embedder": self.embedder_desc,
             "mode": self.mode,
             "classifier": self.model.meta.get("name", "lexical"),
-            "judge": self.judge.describe() if self.judge is not None else "none",
+            "judge": self.judge_desc,
             "judge_routing": self.config.judge if self.judge_band is None else f"{self.config.judge} band [{self.judge_band[0]:.3f}, {self.judge_band[1]:.3f})",
         }
 
@@ -240,6 +256,8 @@ class Scorer:
 
     def score(self, records: list[Record]) -> list[LeakageResult]:
         """Score one chunk of records; returns one result per record, in order."""
+        if self.describe_only:
+            raise UsageError("this Scorer was built with build_judge=False: it describes its judge but cannot score")
         out: list[LeakageResult | None] = [None] * len(records)
         todo: list[tuple[int, Record, Evidence, PairAnalysis]] = []
         evidence = self.describe_images(records)
@@ -351,17 +369,22 @@ IMAGE_BATCH = 32  # images decoded and described at a time by an image-evidence 
 EVIDENCE_FIELD = {"ocr": "ocr_text", "clip": "clip_tags", "caption": "generated_caption"}
 
 
-def _make_judge(cfg: VSILConfig, model: ShippedModel) -> tuple[Judge, tuple[float, float] | None]:
-    """The judge of this configuration and, under ``judge="auto"``, its uncertainty band."""
+def _judge_band(cfg: VSILConfig, model: ShippedModel) -> tuple[float, float] | None:
+    """Under ``judge="auto"``, the uncertainty band routed to the judge (config, else the model's)."""
+    if cfg.judge != "auto":
+        return None
+    shipped = model.meta.get("judge_band")
+    band = cfg.judge_band or ((float(shipped[0]), float(shipped[1])) if shipped else None)
+    if band is None:
+        raise UsageError("judge='auto' needs an uncertainty band: this classifier ships none, so set judge_band=[low, high]")
+    return (float(band[0]), float(band[1]))
+
+
+def _make_judge(cfg: VSILConfig) -> Judge:
+    """The judge of this configuration (its backend built, a local model loaded)."""
     from .judge import Judge, make_backend
     from .judge.cache import JudgeCache
 
-    band: tuple[float, float] | None = None
-    if cfg.judge == "auto":
-        shipped = model.meta.get("judge_band")
-        band = cfg.judge_band or ((float(shipped[0]), float(shipped[1])) if shipped else None)
-        if band is None:
-            raise UsageError("judge='auto' needs an uncertainty band: this classifier ships none, so set judge_band=[low, high]")
     if cfg.judge_backend == "openai":
         opts: dict[str, Any] = {
             "model": cfg.judge_model or "",
@@ -375,7 +398,7 @@ def _make_judge(cfg: VSILConfig, model: ShippedModel) -> tuple[Judge, tuple[floa
         }
     else:
         opts = {"model": cfg.judge_model or "", "device": cfg.device, "batch_size": cfg.judge_concurrency}
-    return Judge(make_backend(cfg.judge_backend, opts), JudgeCache(cfg.cache_dir)), band
+    return Judge(make_backend(cfg.judge_backend, opts), JudgeCache(cfg.cache_dir))
 
 
 def _fallback_spans(query: str, harm: HarmModel) -> list[tuple[int, int]]:

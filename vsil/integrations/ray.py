@@ -188,7 +188,9 @@ def audit_to_dir(data: Any, config: VSILConfig, out_dir: str, *, address: str | 
     out.write_parquet(pq)
     from ..pipeline import Scorer
 
-    manifest = Scorer(config).manifest(data_hash, started)
+    # an HTTP judge client is cheap to build and checks its options here; a local judge model is loaded
+    # by the actors only, never by the driver
+    manifest = Scorer(config, build_judge=config.judge_backend == "openai").manifest(data_hash, started)
     manifest["judge_stats"] = None  # judge calls happen in the actors; their counters are not collected
     res_path = os.path.join(out_dir, "results.jsonl")
     tmp = res_path + ".part"

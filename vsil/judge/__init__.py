@@ -14,7 +14,7 @@ from .base import Completion, JudgeBackend, JudgeCallError, Messages
 from .cache import JudgeCache, judge_key
 from .prompt import PROMPT_VERSION, Verdict, VerdictError, build_messages, parse_verdict, retry_messages
 
-__all__ = ["PROMPT_VERSION", "Judge", "JudgeItem", "JudgeOutcome", "JudgeStats", "Verdict", "make_backend"]
+__all__ = ["PROMPT_VERSION", "Judge", "JudgeItem", "JudgeOutcome", "JudgeStats", "Verdict", "describe_judge", "make_backend"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Judge:
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"{self.backend.name}:{self.backend.model} (prompt {PROMPT_VERSION})"
+        return describe_judge(self.backend.name, self.backend.model)
 
     def judge(self, items: list[JudgeItem]) -> list[JudgeOutcome]:
         pend = []
@@ -122,6 +122,11 @@ class Judge:
     def close(self) -> None:
         self.backend.close()
         self.cache.close()
+
+
+def describe_judge(backend: str, model: str) -> str:
+    """How manifests name a judge: backend, model and prompt version."""
+    return f"{backend}:{model} (prompt {PROMPT_VERSION})"
 
 
 def make_backend(name: str, options: dict[str, Any]) -> JudgeBackend:
