@@ -189,13 +189,14 @@ def harm_corpus(
     harmful, benign = text_prompts(shared, seed=seed, n_benign=n_benign)
     safe_q, unsafe_q = vlguard_train_pairs(shared)
     for p in [*safe_q, *unsafe_q, *load_gold(shared, "synthetic")]:
-        if p.text_harmful in (0, 1) and not (exclude and p.query in exclude):
+        if p.text_harmful in (0, 1):
             (harmful if p.text_harmful == 1 else benign).append(p.query)
+    skip = exclude or set()
     seen: set[str] = set()
     texts, labels = [], []
-    for t, y in [(t, 1) for t in harmful if not (exclude and t in exclude)] + [(t, 0) for t in benign if not (exclude and t in exclude)]:
+    for t, y in [(t, 1) for t in harmful] + [(t, 0) for t in benign]:
         k = t.strip().lower()
-        if k and k not in seen:
+        if k and k not in seen and t not in skip:
             seen.add(k)
             texts.append(t)
             labels.append(y)

@@ -51,7 +51,8 @@ class Scorer:
     """Loads the taxonomy, the harm model and the classifier once, then scores records in batches.
 
     ``build_judge=False`` checks the judge options and describes the judge (manifest, backends) without
-    building it, so no local judge model is loaded; such a scorer refuses to score. The Ray driver
+    building it, so no local judge model is loaded; with a judge configured, such a scorer refuses to
+    score. The Ray driver
     uses it to write the manifest while the actors hold the real judges."""
 
     def __init__(self, config: VSILConfig | None = None, *, build_judge: bool = True) -> None:
