@@ -204,20 +204,28 @@ def test_missing_judge_dependency_is_a_clean_usage_error(tmp_path, monkeypatch, 
     assert rc == 2 and "pip install 'vsil[judge]'" in capsys.readouterr().err
 
 
-def test_describe_only_scorer_names_the_judge_without_building_it(tmp_path):
+def test_describe_only_scorer_names_the_judge_without_building_it(tmp_path, monkeypatch):
     """What the Ray driver builds for the manifest: same judge description and band as a full scorer,
-    no local model loaded (the model path does not exist, so building it would fail), and no scoring."""
+    no local judge model loaded, and no scoring."""
     from vsil.errors import UsageError
     from vsil.judge import PROMPT_VERSION
+    from vsil.judge.local import TransformersJudge
     from vsil.pipeline import Scorer
 
+    class ModelLoaded(Exception):
+        pass
+
+    def load(self, *a, **kw):
+        raise ModelLoaded
+
+    monkeypatch.setattr(TransformersJudge, "__init__", load)
     local = VSILConfig(embedder="none", judge="auto", judge_backend="transformers", judge_model=str(tmp_path / "no-such-model"))
     light = Scorer(local, build_judge=False)
     assert light.backends()["judge"] == f"transformers:{tmp_path / 'no-such-model'} (prompt {PROMPT_VERSION})"
     assert light.judge is None and light.judge_band == tuple(light.model.meta["judge_band"])
     with pytest.raises(UsageError, match="cannot score"):
         light.score([])
-    with pytest.raises(Exception):
+    with pytest.raises(ModelLoaded):
         Scorer(local)
     with pytest.raises(UsageError, match="needs a model"):
         Scorer(VSILConfig(embedder="none", judge="auto", judge_backend="transformers"), build_judge=False)
