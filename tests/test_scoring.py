@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import vsil
-from vsil import LeakageResult, leakage_score
+from vsil import LeakageResult, VSILConfig, leakage_score
 from vsil.classifier import ShippedModel, load_classifier
 from vsil.estimator import LeakageClassifier
 from vsil.result import CONTRACT_FIELDS
@@ -150,3 +150,24 @@ def test_wilson_interval():
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
     assert vsil.__version__
+
+
+def test_custom_classifier_uses_the_harm_model_trained_beside_it(tmp_path):
+    """A folder written by `vsil train --out DIR`: its classifier comes with its own harm model; a
+    classifier file alone keeps the shipped one."""
+    from importlib import resources
+
+    from vsil.harm import HarmModel, load_harm_model
+    from vsil.pipeline import Scorer
+
+    shipped = load_harm_model()
+    clf = resources.files("vsil").joinpath("data/classifier_lexical.json").read_text(encoding="utf-8")
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "classifier_lexical.json").write_text(clf)
+    alone = Scorer(VSILConfig(embedder="none", classifier_path=str(tmp_path / "alone" / "classifier_lexical.json")))
+    assert alone.harm.intercept_ == shipped.intercept_
+    (tmp_path / "classifier_lexical.json").write_text(clf)
+    HarmModel(shipped.coef_ * 2, shipped.intercept_ - 1.0, shipped.meta).save(str(tmp_path / "harm_model.npz"))
+    own = Scorer(VSILConfig(embedder="none", classifier_path=str(tmp_path / "classifier_lexical.json")))
+    assert own.harm.intercept_ == pytest.approx(shipped.intercept_ - 1.0)
+    np.testing.assert_allclose(own.harm.coef_, shipped.coef_ * 2, rtol=1e-6)

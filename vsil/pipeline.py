@@ -52,13 +52,13 @@ class Scorer:
 
     ``build_judge=False`` checks the judge options and describes the judge (manifest, backends) without
     building it, so no local judge model is loaded; with a judge configured, such a scorer refuses to
-    score. The Ray driver
-    uses it to write the manifest while the actors hold the real judges."""
+    score. The Ray driver uses it to write the manifest while the actors hold the real judges."""
 
     def __init__(self, config: VSILConfig | None = None, *, build_judge: bool = True) -> None:
         self.config = config or VSILConfig()
         self.taxonomy: Taxonomy = load_taxonomy()
-        self.harm: HarmModel = load_harm_model()
+        # a classifier written by `vsil train --out DIR` is used with the harm models trained beside it
+        self.harm: HarmModel = load_harm_model(_beside(self.config.classifier_path, "harm_model.npz"))
         self.warnings: list[str] = []
         self.semantic: SemanticFeaturizer | None = None
         choice = resolve_embedder(
@@ -79,7 +79,7 @@ class Scorer:
         if wants_sem and choice.embedder is None:
             raise UsageError("this classifier needs semantic features but no embedder is available")
         if wants_sem and choice.embedder is not None:
-            self.semantic = SemanticFeaturizer(choice.embedder, self.taxonomy, load_sem_harm())
+            self.semantic = SemanticFeaturizer(choice.embedder, self.taxonomy, load_sem_harm(_beside(self.config.classifier_path, "sem_harm.json")))
         self.threshold = self.config.threshold if self.config.threshold is not None else self.model.threshold
         self.policy = parse_policy(self.config.evidence)
         self._image_backends: dict[str, ImageBackend] = {}
@@ -368,6 +368,14 @@ class Scorer:
 
 IMAGE_BATCH = 32  # images decoded and described at a time by an image-evidence backend
 EVIDENCE_FIELD = {"ocr": "ocr_text", "clip": "clip_tags", "caption": "generated_caption"}
+
+
+def _beside(classifier_path: str | None, name: str) -> str | None:
+    """``name`` in the folder of a custom classifier file, when it is there (else the shipped file)."""
+    if not classifier_path:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(classifier_path)), name)
+    return path if os.path.isfile(path) else None
 
 
 def _judge_band(cfg: VSILConfig, model: ShippedModel) -> tuple[float, float] | None:
