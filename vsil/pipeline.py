@@ -89,7 +89,6 @@ class Scorer:
         self.judge: Judge | None = None
         self.judge_band: tuple[float, float] | None = None
         self.judge_desc = "none"
-        self.describe_only = False
         if self.config.judge != "none":
             self.judge_band = _judge_band(self.config, self.model)
             if build_judge:
@@ -101,7 +100,11 @@ class Scorer:
                 if not self.config.judge_model:
                     raise UsageError(f"the {self.config.judge_backend} judge needs a model (--judge-model)")
                 self.judge_desc = describe_judge(self.config.judge_backend, self.config.judge_model)
-                self.describe_only = True
+
+    @property
+    def describe_only(self) -> bool:
+        """A judge is configured but was not built (``build_judge=False``)."""
+        return self.config.judge != "none" and self.judge is None
 
     def _evidence_desc(self) -> str:
         if self.policy == ["auto"]:

@@ -152,15 +152,16 @@ def fit_classifier(X: np.ndarray, pairs: list[Pair], names: tuple[str, ...], C: 
     return LeakageClassifier(C=C, feature_names=names).fit(X, y, sample_weight=_weights(pairs)).model_
 
 
-def _out_of_source(pairs: list[Pair], X: np.ndarray, names: tuple[str, ...], C: float) -> np.ndarray:
-    """P(level) of every training pair from a classifier fitted without any pair of its source."""
-    src = np.array([p.source for p in pairs])
-    P = np.zeros((len(pairs), 3))
+def _held_out_proba(clfs: dict[str, LinearLeakModel], X: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """P(level) of every row from the classifier fitted without any training pair of the row's source."""
+    P = np.zeros((len(X), 3))
     for s in sorted(set(src.tolist())):
-        m = src == s
-        clf = fit_classifier(X[~m], [p for p, k in zip(pairs, ~m) if k], names, C)
-        P[m] = clf.proba_by_level(X[m])
+        P[src == s] = clfs[s].proba_by_level(X[src == s])
     return P
+
+
+def _per_source(y: np.ndarray, P: np.ndarray, lv: np.ndarray, src: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
+    return {s: leak_metrics(y[src == s], P[src == s, 2], lv[src == s], threshold) for s in sorted(set(src.tolist()))}
 
 
 def _platt(pairs: list[Pair], P_oos: np.ndarray) -> tuple[float, float]:
@@ -191,32 +192,28 @@ def fit_and_evaluate(
     ydev = np.array([p.label for p in dev])
     srcs = np.array([p.source for p in dev])
     tr_src = np.array([p.source for p in train_pairs])
-    P_oos = _out_of_source(train_pairs, Xtr, names, C)
+    # one classifier per source (training or dev), fitted without any training pair of that source:
+    # it scores that source's training pairs (Platt calibration, held-out training metrics) and its dev rows (LOSO)
+    held: dict[str, LinearLeakModel] = {}
+    for s in sorted(set(tr_src.tolist()) | set(srcs.tolist())):
+        keep = tr_src != s
+        held[s] = fit_classifier(Xtr[keep], [p for p, k in zip(train_pairs, keep) if k], names, C)
+    P_oos = _held_out_proba(held, Xtr, tr_src)
     a, b = _platt(train_pairs, P_oos)
     final = ShippedModel(fit_classifier(Xtr, train_pairs, names, C), 0.5, {}, calibration=(a, b))
-    P_loso = np.zeros((len(dev), 3))
-    for s in sorted(set(srcs.tolist())):
-        keep = tr_src != s
-        clf = fit_classifier(Xtr[keep], [p for p, k in zip(train_pairs, keep) if k], names, C)
-        P_loso[srcs == s] = clf.proba_by_level(Xdev[srcs == s])
-    P_loso = final.calibrate3(P_loso)
+    P_loso = final.calibrate3(_held_out_proba(held, Xdev, srcs))
     final.threshold = best_f1_threshold(ydev, P_loso[:, 2])
     final.partial_threshold = choose_partial_threshold(ydev, P_loso, final.threshold)
     rep = ModelReport(name, threshold=final.threshold, partial_threshold=final.partial_threshold)
     lv = final.levels(P_loso, final.threshold)
-    for s in sorted(set(srcs.tolist())):
-        m = srcs == s
-        rep.loso[s] = leak_metrics(ydev[m], P_loso[m, 2], lv[m], final.threshold)
+    rep.loso = _per_source(ydev, P_loso, lv, srcs, final.threshold)
     rep.overall_loso = leak_metrics(ydev, P_loso[:, 2], lv, final.threshold)
     # the same held-out test on the training pairs (labels known by construction, plus the synthetic
-    # pairs): each source scored by a classifier that never saw it. The Platt map was fitted on these
-    # predictions, which leaves AUROC unchanged and makes the F1 figures slightly optimistic.
+    # pairs). The Platt map was fitted on these predictions, which leaves AUROC unchanged and makes the
+    # F1 figures slightly optimistic.
     P_oos = final.calibrate3(P_oos)
-    lv_oos = final.levels(P_oos, final.threshold)
     y_tr = np.array([p.label for p in train_pairs])
-    for s in sorted(set(tr_src.tolist())):
-        m = tr_src == s
-        rep.train_loso[s] = leak_metrics(y_tr[m], P_oos[m, 2], lv_oos[m], final.threshold)
+    rep.train_loso = _per_source(y_tr, P_oos, final.levels(P_oos, final.threshold), tr_src, final.threshold)
     P_dev = final.calibrate3(final.clf.proba_by_level(Xdev))
     rep.shipped = leak_metrics(ydev, P_dev[:, 2], final.levels(P_dev, final.threshold), final.threshold)
     # the band routes the shipped model's probabilities, so it is chosen on the shipped model's dev
