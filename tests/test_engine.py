@@ -142,4 +142,27 @@ def test_cli_ray_engine_writes_parquet_and_the_same_summary(ray_local, tmp_path)
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "ray" / "results_parquet").num_rows == 250
+    assert sb["manifest"]["backends"] == sa["manifest"]["backends"] and sb["judge"] is None
     assert main([*base, "--out", str(tmp_path / "ray"), "--engine", "ray", "--resume"]) == 2
+
+
+@needs_ray
+@pytest.mark.skipif(importlib.util.find_spec("httpx") is None, reason="needs httpx (pip install 'vsil[judge]')")
+def test_ray_audit_collects_the_judge_counters_of_every_actor(ray_local, tmp_path):
+    from vsil.judge.testserver import FakeJudgeServer
+
+    data = write_jsonl(tmp_path / "d.jsonl", make_rows(120))
+    with FakeJudgeServer() as srv:
+        judge = ["--judge", "always", "--judge-base-url", srv.base_url, "--judge-model", "fake"]
+        base = ["audit", str(data), "--no-progress", "--no-report", "--embedder", "none", "--batch-size", "20", *judge]
+        assert main([*base, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1")]) == 0
+        assert main([*base, "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2"), "--engine", "ray", "--workers", "2"]) == 0
+        requests = srv.requests
+    sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "ray"))
+    ok = sa["n"] - sa["n_error"]
+    assert sb["decided_by"] == sa["decided_by"] and sa["decided_by"].get("judge") == ok
+    # every judged row, summed over the batches (at least 120 / 20) and the actors that scored them
+    assert sb["manifest"]["engine"]["batches"] >= 6 and 1 <= sb["manifest"]["engine"]["actors_reporting"] <= 2
+    assert sb["judge"]["rows"] == sa["judge"]["rows"] == ok and sb["judge"]["calls"] > 0
+    assert sb["judge"]["calls"] + sa["judge"]["calls"] == requests  # what the server saw from both runs
+    assert sb["manifest"]["backends"] == sa["manifest"]["backends"] and "judge_stats" in sb["manifest"]

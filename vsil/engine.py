@@ -24,6 +24,7 @@ from .config import VSILConfig
 from .errors import UsageError
 from .intake import Record, iter_records
 from .jsonio import dumps_clean
+from .pipeline import add_counters, run_counters, utc_stamp
 from .result import LeakageResult
 from .summary import SummaryBuilder
 
@@ -52,14 +53,10 @@ def _worker_manifest() -> dict[str, Any]:
     return _worker_scorer.manifest("", time.time())
 
 
-def _score_chunk(records: list[Record]) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, Any]]:
-    """Score one chunk in a worker: rows, this chunk's judge counters, and the static manifest."""
-    sc = _worker_scorer
-    before = sc.judge.stats.to_dict() if sc.judge is not None else {}
-    rows = [r.to_dict() for r in sc.score(records)]
-    after = sc.judge.stats.to_dict() if sc.judge is not None else {}
-    delta = {k: after[k] - before.get(k, 0) for k in after}
-    return rows, delta, sc.manifest("", time.time())
+def _score_chunk(records: list[Record]) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]], dict[str, Any]]:
+    """Score one chunk in a worker: rows, this chunk's counters, and the static manifest."""
+    results, delta = _worker_scorer.score_counted(records)
+    return [r.to_dict() for r in results], delta, _worker_scorer.manifest("", time.time())
 
 
 def _part_path(out_dir: str, k: int) -> str:
@@ -125,15 +122,14 @@ def run_local(
     chunks: Iterator[list[Record]] = iter_records(data, config.columns, config.preset, config.batch_size)
     first = next(chunks, [])  # validates the input before any model loads
     h = hashlib.sha256()
-    judge_stats: dict[str, int] = {}
+    counters: dict[str, dict[str, int]] = {}
     manifest: dict[str, Any] | None = None
     n_chunks = 0
     skipped = 0
 
-    def account(rows_delta: dict[str, int], man: dict[str, Any]) -> None:
+    def account(delta: dict[str, dict[str, int]], man: dict[str, Any]) -> None:
         nonlocal manifest
-        for k2, v in rows_delta.items():
-            judge_stats[k2] = judge_stats.get(k2, 0) + v
+        add_counters(counters, delta)
         manifest = manifest or man
 
     def all_chunks() -> Iterator[tuple[int, list[Record]]]:
@@ -194,7 +190,7 @@ def run_local(
 
     if manifest is None:  # in-process scoring: the scorer built by _init_worker above
         manifest = _worker_manifest()
-    return finish(out_dir, n_chunks, manifest, h.hexdigest(), started, judge_stats, workers=workers, resumed_chunks=skipped)
+    return finish(out_dir, n_chunks, manifest, h.hexdigest(), started, counters, workers=workers, resumed_chunks=skipped)
 
 
 def _chain(first: list[Record], rest: Iterator[list[Record]]) -> Iterator[list[Record]]:
@@ -220,7 +216,7 @@ def result_from_dict(d: dict[str, Any]) -> LeakageResult:
 
 
 def finish(
-    out_dir: str, n_chunks: int, manifest: dict[str, Any], data_hash: str, started: float, judge_stats: dict[str, int], **extra: Any
+    out_dir: str, n_chunks: int, manifest: dict[str, Any], data_hash: str, started: float, counters: dict[str, dict[str, int]], **extra: Any
 ) -> dict[str, Any]:
     """Join the parts into results.jsonl (input order) and build the summary from those rows."""
     builder = SummaryBuilder()
@@ -234,9 +230,9 @@ def finish(
     man = {
         **manifest,
         "data_sha256": data_hash,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "started": utc_stamp(started),
         "seconds": round(time.time() - started, 3),
-        "judge_stats": judge_stats if manifest.get("judge_stats") is not None else None,
+        **run_counters(manifest, counters),
         "engine": {"name": "local", "chunks": n_chunks, **extra},
     }
     return builder.build(man)

@@ -258,6 +258,20 @@ class Scorer:
     def analyze(self, rec: Record, ev: Evidence, rendered_harm: dict[str, float] | None = None) -> PairAnalysis:
         return analyze_pair(rec.query, ev.parts, self.taxonomy, self.harm, query_tokens=tokenize(rec.query), rendered_harm=rendered_harm)
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Running counts of this scorer: judge calls (empty without a judge) and image-evidence cache."""
+        return {
+            "judge_stats": self.judge.stats.to_dict() if self.judge is not None else {},
+            "image_evidence_cache": dict(self.evidence_cache.stats()),
+        }
+
+    def score_counted(self, records: list[Record]) -> tuple[list[LeakageResult], dict[str, dict[str, int]]]:
+        """``score``, plus the counters of this call: the engines add them up across worker processes
+        and Ray actors (``add_counters``) for the manifest's ``judge_stats`` and ``image_evidence_cache``."""
+        before = self.counters()
+        results = self.score(records)
+        return results, {g: {k: v - before[g].get(k, 0) for k, v in c.items()} for g, c in self.counters().items()}
+
     def score(self, records: list[Record]) -> list[LeakageResult]:
         """Score one chunk of records; returns one result per record, in order."""
         if self.describe_only:
@@ -358,7 +372,7 @@ class Scorer:
             "taxonomy_version": self.taxonomy.version,
             "data_sha256": data_hash,
             "seed": self.config.seed,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "started": utc_stamp(started),
             "seconds": round(time.time() - started, 3),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
@@ -371,6 +385,28 @@ class Scorer:
 
 IMAGE_BATCH = 32  # images decoded and described at a time by an image-evidence backend
 EVIDENCE_FIELD = {"ocr": "ocr_text", "clip": "clip_tags", "caption": "generated_caption"}
+
+
+def add_counters(total: dict[str, dict[str, int]], delta: dict[str, dict[str, int]]) -> None:
+    """Add one ``score_counted`` delta into a running total, in place."""
+    for group, counts in delta.items():
+        g = total.setdefault(group, {})
+        for k, v in counts.items():
+            g[k] = g.get(k, 0) + v
+
+
+def run_counters(manifest: dict[str, Any], total: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The manifest fields for counters summed over a run's workers (``judge_stats`` stays null
+    when the run had no judge)."""
+    return {
+        "judge_stats": total.get("judge_stats", {}) if manifest.get("judge_stats") is not None else None,
+        "image_evidence_cache": total.get("image_evidence_cache", {"hits": 0, "misses": 0}),
+    }
+
+
+def utc_stamp(t: float) -> str:
+    """A manifest's ``started`` time."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _beside(classifier_path: str | None, name: str) -> str | None:

@@ -47,15 +47,52 @@ def _config(config: VSILConfig | None, options: dict[str, Any]) -> VSILConfig:
     return api_config(config, options)
 
 
-class ScoringActor:
-    """One Ray actor: a ``Scorer`` loaded once, scoring pandas batches."""
+class RunLedger:
+    """Where the scoring actors report after every batch: that batch's counters (judge calls, image
+    evidence cache), and once per actor the manifest of the scorer it runs with. Runs as a small Ray
+    actor (``run_ledger``)."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, int]] = {}
+        self.manifests: list[dict[str, Any]] = []
+        self.batches = 0
+
+    def report(self, delta: dict[str, dict[str, int]], manifest: dict[str, Any] | None) -> None:
+        from ..pipeline import add_counters
+
+        add_counters(self.counters, delta)
+        if manifest is not None:
+            self.manifests.append(manifest)
+        self.batches += 1
+
+    def totals(self) -> dict[str, Any]:
+        return {"counters": self.counters, "manifests": list(self.manifests), "batches": self.batches}
+
+
+def run_ledger() -> Any:
+    """A ``RunLedger`` actor (no CPU reserved) to pass to ``score(..., ledger=)``."""
+    ray = _require_ray()
+    return ray.remote(num_cpus=0)(RunLedger).remote()
+
+
+def ledger_totals(ledger: Any) -> dict[str, Any]:
+    """The ledger's totals once the scored Dataset has been consumed: ``counters`` summed over every
+    batch (a batch Ray re-ran after a failure counts twice), the actors' ``manifests``, ``batches``."""
+    ray = _require_ray()
+    return dict(ray.get(ledger.totals.remote()))
+
+
+class ScoringActor:
+    """One Ray actor: a ``Scorer`` loaded once, scoring pandas batches (and reporting to a ledger)."""
+
+    def __init__(self, cfg: dict[str, Any], ledger: Any = None) -> None:
         from ..pipeline import Scorer
         from ..presets import Preset, get_preset
 
         self.config = VSILConfig.from_dict(cfg)
         self.scorer = Scorer(self.config)
+        self.ledger = ledger
+        self.reported = False
         self.preset: Preset | None = None
         self.variant = "default"
         if self.config.preset:
@@ -73,8 +110,15 @@ class ScoringActor:
     def __call__(self, batch: Any) -> Any:
         import pandas as pd
 
+        results, delta = self.scorer.score_counted(self._records(batch))
+        if self.ledger is not None:
+            import ray
+
+            # waited for, so every count is in before the Dataset is done
+            ray.get(self.ledger.report.remote(delta, None if self.reported else self.scorer.manifest("", time.time())))
+            self.reported = True
         rows = []
-        for r in self.scorer.score(self._records(batch)):
+        for r in results:
             d = r.to_dict()
             for c in JSON_COLUMNS:
                 d[c] = json.dumps(d[c], ensure_ascii=False)
@@ -97,6 +141,7 @@ def score(
     concurrency: int = 2,
     num_gpus: float | None = None,
     num_cpus: float | None = None,
+    ledger: Any = None,
     **options: Any,
 ) -> Any:
     """Score every row of a ``ray.data.Dataset`` (raw rows in your columns, or records from
@@ -104,6 +149,8 @@ def score(
 
     Options are ``VSILConfig`` fields and ``*_col`` column names, as in ``vsil.leakage_score``.
     ``concurrency`` is the number of scoring actors; ``num_gpus`` per actor makes them GPU actors.
+    ``ledger`` (from ``run_ledger()``) collects the actors' counters and manifests; read it with
+    ``ledger_totals`` after the Dataset has been consumed.
     """
     ray = _require_ray()
     cfg = _config(config, dict(options))
@@ -118,7 +165,7 @@ def score(
         kw["num_cpus"] = num_cpus
     return ds.map_batches(
         ScoringActor,
-        fn_constructor_kwargs={"cfg": cfg.to_dict()},
+        fn_constructor_kwargs={"cfg": cfg.to_dict(), "ledger": ledger},
         batch_size=batch_size or cfg.batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -181,17 +228,14 @@ def audit_to_dir(data: Any, config: VSILConfig, out_dir: str, *, address: str | 
     first = next(iter_records(data, config.columns, config.preset, 1), None)  # validate before any work
     del first
     ds, data_hash = records_dataset(data, config)
-    out = score(ds, config=config, concurrency=max(1, concurrency))
+    ledger = run_ledger()
+    out = score(ds, config=config, concurrency=max(1, concurrency), ledger=ledger)
     os.makedirs(out_dir, exist_ok=True)
     pq = os.path.join(out_dir, "results_parquet")
     out = out.materialize()
     out.write_parquet(pq)
-    from ..pipeline import Scorer
-
-    # an HTTP judge client is cheap to build and checks its options here; a local judge model is loaded
-    # by the actors only, never by the driver
-    manifest = Scorer(config, build_judge=config.judge_backend == "openai").manifest(data_hash, started)
-    manifest["judge_stats"] = None  # judge calls happen in the actors; their counters are not collected
+    totals = ledger_totals(ledger)
+    manifest = _run_manifest(config, totals, data_hash, started)
     res_path = os.path.join(out_dir, "results.jsonl")
     tmp = res_path + ".part"
 
@@ -204,9 +248,29 @@ def audit_to_dir(data: Any, config: VSILConfig, out_dir: str, *, address: str | 
 
     summary = summarize_rows(rows(), manifest)
     os.replace(tmp, res_path)
-    summary["manifest"]["engine"] = {"name": "ray", "address": address or "local", "actors": concurrency, "parquet": pq}
+    summary["manifest"]["engine"] = {"name": "ray", "address": address or "local", "actors": concurrency, "actors_reporting": len(totals["manifests"]), "batches": totals["batches"], "parquet": pq}
     summary["manifest"]["seconds"] = round(time.time() - started, 3)
     return summary
 
 
-__all__ = ["ScoringActor", "audit_to_dir", "records_dataset", "rows_to_results", "score", "summarize_rows"]
+def _run_manifest(config: VSILConfig, totals: dict[str, Any], data_hash: str, started: float) -> dict[str, Any]:
+    """The manifest of a Ray run: as the actors reported it (the backends that really ran, on the
+    workers), with the counters of every batch. Only when no batch reached an actor does the
+    driver build a scorer of its own to describe the run (its embedder is loaded; a local judge
+    model is not)."""
+    from ..pipeline import Scorer, run_counters, utc_stamp
+
+    mans = totals["manifests"]
+    if mans:
+        manifest = dict(mans[0])
+    else:
+        manifest = Scorer(config, build_judge=config.judge_backend == "openai").manifest(data_hash, started)
+    distinct = {json.dumps(m["backends"], sort_keys=True): m["backends"] for m in mans}
+    if len(distinct) > 1:  # a mixed cluster: say which backends each group of actors used
+        manifest["backends_by_actor"] = list(distinct.values())
+        manifest["warnings"] = [*manifest.get("warnings", []), "the Ray actors did not all run with the same backends"]
+    manifest.update(data_sha256=data_hash, started=utc_stamp(started), **run_counters(manifest, totals["counters"]))
+    return manifest
+
+
+__all__ = ["RunLedger", "ScoringActor", "audit_to_dir", "ledger_totals", "records_dataset", "rows_to_results", "run_ledger", "score", "summarize_rows"]
