@@ -2,7 +2,7 @@
 a large Ray run checked row by row against the local engine, and a sizing guide derived from the
 measured per-stage costs.
 
-    python benchmarks/scaling.py [--rows 5000] [--big-rows 100000] [--big-embedder none] [--update-docs]
+    python benchmarks/scaling.py [--rows 3000] [--big-rows 100000] [--big-embedder none] [--update-docs]
 
 Inputs are resampled (seed 0) from real benchmark rows with captions. Peak memory is each process's
 own high-water mark (VmHWM): the driver, the local workers and the Ray actors.
@@ -158,7 +158,7 @@ def same_rows(a_dir: str, b_dir: str) -> tuple[bool, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.path.join(HERE, "..", "..", "shared", "data"))
-    ap.add_argument("--rows", type=int, default=5000, help="rows for the 1-vs-2 worker comparison (semantic default)")
+    ap.add_argument("--rows", type=int, default=3000, help="rows for the 1-vs-2 worker comparison (semantic default)")
     ap.add_argument("--big-rows", type=int, default=100000, help="rows for the large local-vs-Ray run")
     ap.add_argument("--big-embedder", default="none", help="embedder of the large run (none = lexical; auto = semantic)")
     ap.add_argument("--update-docs", action="store_true")
