@@ -3,7 +3,13 @@ leak F1 before and after, with a judge that answers the gold labels (a local Ope
 server replaying them) and with one that answers from a crude word-overlap rule. The judge here is a
 stand-in for an LLM, so this measures routing, not any LLM's accuracy.
 
+With ``--judge-model`` (and ``--judge-base-url`` for an OpenAI-compatible server such as vLLM, SGLang
+or Ollama, or ``--judge-backend transformers`` for a local model) the same table gets two more rows:
+that real judge under ``auto`` and ``always``, which is the judged system's accuracy on the dev set.
+
     python benchmarks/judge_routing.py [--shared ../shared] [--embedder none]
+        [--judge-model M [--judge-base-url URL] [--judge-backend openai|transformers]
+         [--judge-api-key-env VAR] [--cache-dir DIR]]
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _dev import DEFAULT_SHARED, dev_set
@@ -32,6 +39,12 @@ def _run() -> argparse.Namespace:
     ap.add_argument("--shared", default=DEFAULT_SHARED)
     ap.add_argument("--embedder", default="auto", help="auto (semantic default) or none (lexical)")
     ap.add_argument("--update-docs", action="store_true", help="write the output into docs/benchmarks.md")
+    real = ap.add_argument_group("a real judge (optional)")
+    real.add_argument("--judge-model", help="also measure this judge model under auto and always")
+    real.add_argument("--judge-backend", default="openai", choices=("openai", "transformers"))
+    real.add_argument("--judge-base-url", help="OpenAI-compatible base URL (default: the config's)")
+    real.add_argument("--judge-api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    real.add_argument("--cache-dir", help="judge answer cache, so a rerun repeats no call")
     a = ap.parse_args()
     dev_path, _, y = dev_set(a.shared)
     print(f"machine: {machine()}")
@@ -42,17 +55,29 @@ def _run() -> argparse.Namespace:
                 cfg = VSILConfig(embedder=a.embedder, judge=mode, judge_base_url=srv.base_url, judge_model="replay", show_progress_bar=False)
                 t0 = time.time()
                 df = score_dataset(dev_path, config=cfg)
-                secs = time.time() - t0
-                m = leak_metrics(y, df.is_leak.to_numpy(dtype=float), df.vsil_level.to_numpy(), 0.5)  # F1 of the final is_leak
-                band = df.attrs["summary"]["manifest"]["backends"].get("judge_routing", "")
-                rows.append(
-                    {"judge": judge_name if mode != "none" else "-", "routing": band if mode == "auto" else mode, "call_rate": float((df.decided_by == "judge").mean()),
-                     "f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "kappa3": m["kappa3"], "seconds": secs}
-                )
+                rows.append(_row(judge_name if mode != "none" else "-", mode, df, y, time.time() - t0))
         print(f"judge requests to the {judge_name} server: {srv.requests}")
+    if a.judge_model:
+        opts = {"judge_backend": a.judge_backend, "judge_model": a.judge_model, "cache_dir": a.cache_dir}
+        opts.update({k: v for k, v in (("judge_base_url", a.judge_base_url), ("judge_api_key_env", a.judge_api_key_env)) if v})
+        for mode in ("auto", "always"):
+            t0 = time.time()
+            df = score_dataset(dev_path, config=VSILConfig(embedder=a.embedder, judge=mode, show_progress_bar=True, **opts))
+            rows.append(_row(f"{a.judge_backend}:{a.judge_model}", mode, df, y, time.time() - t0))
+            print(f"{a.judge_model} ({mode}): {df.attrs['summary']['judge']}")
     print(format_table(rows, ["judge", "routing", "call_rate", "f1", "precision", "recall", "kappa3", "seconds"]))
 
     return a
+
+def _row(judge: str, mode: str, df: Any, y: Any, secs: float) -> dict[str, Any]:
+    """One table row: the routing, the share of rows the judge decided, and the final leak metrics."""
+    m = leak_metrics(y, df.is_leak.to_numpy(dtype=float), df.vsil_level.to_numpy(), 0.5)  # F1 of the final is_leak
+    band = df.attrs["summary"]["manifest"]["backends"].get("judge_routing", "")
+    return {
+        "judge": judge, "routing": band if mode == "auto" else mode, "call_rate": float((df.decided_by == "judge").mean()),
+        "f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "kappa3": m["kappa3"], "seconds": secs,
+    }
+
 
 if __name__ == "__main__":
     main()
