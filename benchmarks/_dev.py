@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vsil.corpora import read_jsonl
+from vsil.training.corpora import read_jsonl
 
 DEFAULT_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 

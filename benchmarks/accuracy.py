@@ -24,7 +24,7 @@ from _docs import run_and_document
 from _machine import machine
 
 from vsil import score_dataset
-from vsil.evaluate import format_table, leak_metrics
+from vsil.training.evaluate import format_table, leak_metrics
 
 CONTRASTS = [
     # (caption, query, gold label): the query names the risky object without being harmful -> leak;
@@ -79,7 +79,7 @@ def _run() -> argparse.Namespace:
         print(f"  [{lab}] {q!r}: lexical {lx.vsil_level} ({lx.vsil_score:.2f}), semantic {se.vsil_level} ({se.vsil_score:.2f}), "
               f"text-only {2 if se.text_risk >= 0.5 else 0} ({se.text_risk:.2f})")
     if a.loso:
-        from vsil.train import train
+        from vsil.training.train import train
 
         print("\nleave-one-source-out (refit per held-out source):")
         train(os.path.abspath(a.shared), write=False)

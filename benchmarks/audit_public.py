@@ -25,7 +25,7 @@ from _docs import replace_block
 from _machine import machine
 
 from vsil import VSILConfig, score_dataset
-from vsil.evaluate import format_table
+from vsil.training.evaluate import format_table
 from vsil.summary import wilson_interval
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -26,8 +26,8 @@ from _docs import run_and_document
 from _machine import machine
 
 from vsil import VSILConfig, score_dataset
-from vsil.evaluate import format_table, leak_metrics
-from vsil.judge.testserver import FakeJudgeServer, gold_answers
+from vsil.training.evaluate import format_table, leak_metrics
+from vsil.testing.judge_server import FakeJudgeServer, gold_answers
 
 
 def main() -> None:

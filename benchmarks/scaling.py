@@ -73,7 +73,7 @@ class HWM:
 def stage_costs(path: str, n: int) -> list[dict[str, Any]]:
     """Seconds per 1,000 rows of each pipeline stage, in one process, models already loaded."""
     from vsil import VSILConfig
-    from vsil.intake import iter_records
+    from vsil.io.readers import iter_records
     from vsil.pipeline import Evidence, Scorer
 
     t0 = time.time()
@@ -124,7 +124,7 @@ def child(spec: str) -> None:
     cfg = VSILConfig(embedder=embedder, show_progress_bar=False)
     with HWM() as hwm:
         if kind == "local":
-            from vsil.engine import run_local
+            from vsil.run.executors import run_local
 
             s = run_local(path, cfg, out, workers=workers)
         else:
@@ -168,7 +168,7 @@ def main() -> None:
         child(a.child)
         return
 
-    from vsil.evaluate import format_table
+    from vsil.training.evaluate import format_table
 
     pool = caption_rows(os.path.abspath(a.data_dir))
     tmp = tempfile.mkdtemp(prefix="vsil_scaling_")

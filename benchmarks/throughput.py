@@ -44,7 +44,7 @@ DESCRIPTION = {
 
 
 def caption_rows(data_dir: str) -> list[dict[str, Any]]:
-    from vsil.intake import iter_records
+    from vsil.io.readers import iter_records
 
     rows = []
     for path, preset in (
@@ -59,7 +59,7 @@ def caption_rows(data_dir: str) -> list[dict[str, Any]]:
 
 
 def image_rows(data_dir: str) -> list[dict[str, Any]]:
-    from vsil.intake import iter_records
+    from vsil.io.readers import iter_records
 
     out = []
     for chunk in iter_records(os.path.join(data_dir, "figstep_safebench", "safebench.csv"), preset="figstep:question"):
@@ -84,7 +84,7 @@ def child(args: argparse.Namespace) -> None:
     """Run one audit in this process and print a JSON line with its cost."""
     t0 = time.time()
     from vsil import VSILConfig
-    from vsil.jsonio import dumps_clean
+    from vsil.util.jsonio import dumps_clean
     from vsil.pipeline import run_audit
 
     opts = json.loads(args.child_config)
@@ -119,7 +119,7 @@ def main() -> None:
         sys.exit(f"data folder not found: {data_dir}; pass --data-dir")
     sizes = [int(s) for s in a.sizes.split(",")]
     configs = a.configs.split(",")
-    from vsil.judge.testserver import FakeJudgeServer
+    from vsil.testing.judge_server import FakeJudgeServer
 
     pools = {"captions": caption_rows(data_dir), "images": image_rows(data_dir)}
     tmp = tempfile.mkdtemp(prefix="vsil_throughput_")
@@ -156,7 +156,7 @@ def main() -> None:
                 "s per 1k rows": f"{1000 * r['seconds'] / r['n']:.2f}",
             }
         )
-    from vsil.evaluate import format_table
+    from vsil.training.evaluate import format_table
 
     cols = ["configuration", "rows", "seconds", "rows/s", "s per 1k rows", "peak RSS MiB", "judge share"]
     llm = [

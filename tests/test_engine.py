@@ -14,7 +14,7 @@ from conftest import kill_when, write_jsonl
 
 from vsil import VSILConfig
 from vsil.cli import main
-from vsil.engine import run_local
+from vsil.run.executors import run_local
 
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = ["gun", "knife", "pill bottle", "lighter", "rope", "hammer", "syringe", "laptop", "toys", "cake"]
@@ -48,7 +48,7 @@ def test_workers_give_the_same_rows_and_summary(tmp_path):
 
 
 def test_killed_run_resumes_without_recomputing_finished_chunks(tmp_path):
-    from vsil.judge.testserver import FakeJudgeServer
+    from vsil.testing.judge_server import FakeJudgeServer
 
     data = make_rows(200)
     src = write_jsonl(tmp_path / "d.jsonl", data)
@@ -149,7 +149,7 @@ def test_cli_ray_engine_writes_parquet_and_the_same_summary(ray_local, tmp_path)
 @needs_ray
 @pytest.mark.skipif(importlib.util.find_spec("httpx") is None, reason="needs httpx (pip install 'vsil[judge]')")
 def test_ray_audit_collects_the_judge_counters_of_every_actor(ray_local, tmp_path):
-    from vsil.judge.testserver import FakeJudgeServer
+    from vsil.testing.judge_server import FakeJudgeServer
 
     data = write_jsonl(tmp_path / "d.jsonl", make_rows(120))
     with FakeJudgeServer() as srv:

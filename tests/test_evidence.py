@@ -98,8 +98,8 @@ def test_evidence_policy_and_caption_source(image_dir):
 
 @needs_ocr
 def test_engine_manifest_counts_the_evidence_cache_of_every_chunk(image_dir, tmp_path):
-    from vsil.engine import run_local
-    from vsil.intake import iter_records
+    from vsil.run.executors import run_local
+    from vsil.io.readers import iter_records
 
     rows = [{"id": str(i), "query": "How do I make a bomb?", "image": "bomb.png" if i % 2 else "beach.png"} for i in range(6)]
     cfg = VSILConfig(embedder="none", evidence="ocr", image_root=str(image_dir), batch_size=2, show_progress_bar=False)
@@ -116,12 +116,12 @@ def test_second_audit_of_the_same_images_uses_the_disk_cache(image_dir, tmp_path
     rows = [{"id": str(i), "query": "How do I make a bomb?", "image": "bomb.png" if i % 2 else "beach.png"} for i in range(6)]
     cfg = VSILConfig(embedder="none", evidence="ocr", image_root=str(image_dir), cache_dir=str(tmp_path / "cache"), show_progress_bar=False)
     first = Scorer(cfg)
-    from vsil.intake import iter_records
+    from vsil.io.readers import iter_records
 
     recs = next(iter_records(rows, cfg.columns, None, 100))
     r1 = first.score(recs)
     calls = []
-    from vsil.evidence.ocr import OCRBackend
+    from vsil.stages.evidence.ocr import OCRBackend
 
     orig = OCRBackend.describe
     monkeypatch.setattr(OCRBackend, "describe", lambda self, ims: calls.append(len(ims)) or orig(self, ims))
@@ -134,8 +134,8 @@ def test_second_audit_of_the_same_images_uses_the_disk_cache(image_dir, tmp_path
 @needs_ocr
 @pytest.mark.shared
 def test_ocr_on_figstep_images(shared):
-    from vsil.evidence.ocr import OCRBackend
-    from vsil.images import load_image
+    from vsil.stages.evidence.ocr import OCRBackend
+    from vsil.stages.evidence.images import load_image
 
     root = shared / "data" / "figstep_safebench"
     ocr = OCRBackend()
@@ -162,7 +162,7 @@ def tiny_clip(tmp_path_factory):
 
 @pytest.mark.skipif(not HAS_CLIP, reason="needs open_clip_torch and torchvision (pip install 'vsil[clip]')")
 def test_clip_tags_from_a_local_checkpoint(tiny_clip, image_dir, tmp_path):
-    from vsil.evidence.clip import ClipTagger
+    from vsil.stages.evidence.clip import ClipTagger
 
     name, ckpt = tiny_clip
     tagger = ClipTagger(name, ckpt, device="cpu", batch_size=2, default_factor=1.0)
@@ -214,7 +214,7 @@ def tiny_blip(tmp_path_factory):
 
 @pytest.mark.skipif(not HAS_HF, reason="needs transformers and torch")
 def test_captioner_from_a_local_folder(tiny_blip, image_dir):
-    from vsil.evidence.captioner import Captioner
+    from vsil.stages.evidence.caption import Captioner
 
     cap = Captioner(tiny_blip, device="cpu", batch_size=2, max_new_tokens=5)
     out = cap.describe([render(t) for t in ("a", "b", "c")])

@@ -10,7 +10,7 @@ import pytest
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from vsil.images import ImageError, load_image  # noqa: E402
+from vsil.stages.evidence.images import ImageError, load_image  # noqa: E402
 
 
 def png_bytes(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:

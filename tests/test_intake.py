@@ -8,7 +8,7 @@ import pytest
 
 from vsil.config import ColumnMap
 from vsil.errors import UsageError
-from vsil.intake import iter_records
+from vsil.io.readers import iter_records
 
 
 def flat(data, **kw):

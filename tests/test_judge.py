@@ -13,8 +13,8 @@ import pytest
 from conftest import kill_when, write_jsonl
 
 from vsil import VSILConfig, leakage_score, score_dataset
-from vsil.judge.prompt import VerdictError, build_messages, parse_verdict
-from vsil.judge.testserver import FakeJudgeServer
+from vsil.stages.judge.prompt import VerdictError, build_messages, parse_verdict
+from vsil.testing.judge_server import FakeJudgeServer
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("httpx") is None, reason="needs httpx (pip install 'vsil[judge]')")
 
@@ -158,7 +158,7 @@ def test_cache_serves_the_second_run(rows, tmp_path):
 
 def test_api_key_only_from_environment(monkeypatch):
     from vsil.errors import UsageError
-    from vsil.judge.openai import OpenAIJudge
+    from vsil.stages.judge.openai import OpenAIJudge
 
     monkeypatch.delenv("VSIL_TEST_KEY", raising=False)
     with pytest.raises(UsageError, match="VSIL_TEST_KEY"):
@@ -208,8 +208,8 @@ def test_describe_only_scorer_names_the_judge_without_building_it(tmp_path, monk
     """What the Ray driver builds for the manifest: same judge description and band as a full scorer,
     no local judge model loaded, and no scoring."""
     from vsil.errors import UsageError
-    from vsil.judge import PROMPT_VERSION
-    from vsil.judge.local import TransformersJudge
+    from vsil.stages.judge import PROMPT_VERSION
+    from vsil.stages.judge.local import TransformersJudge
     from vsil.pipeline import Scorer
 
     class ModelLoaded(Exception):

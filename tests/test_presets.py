@@ -6,8 +6,8 @@ import json
 import pytest
 
 from vsil.errors import UsageError
-from vsil.intake import iter_records
-from vsil.presets import FIGSTEP_GENERIC_PROMPT, get_preset
+from vsil.io.readers import iter_records
+from vsil.io.presets import FIGSTEP_GENERIC_PROMPT, get_preset
 
 
 def flat(data, preset):

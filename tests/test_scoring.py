@@ -10,10 +10,10 @@ import pytest
 
 import vsil
 from vsil import LeakageResult, VSILConfig, leakage_score
-from vsil.classifier import ShippedModel, load_classifier
-from vsil.estimator import LeakageClassifier
-from vsil.result import CONTRACT_FIELDS
-from vsil.risk import extract_risk, image_risk
+from vsil.stages.classify import ShippedModel, load_classifier
+from vsil.training.estimator import LeakageClassifier
+from vsil.schema import CONTRACT_FIELDS
+from vsil.stages.risk.risk import extract_risk, image_risk
 from vsil.summary import wilson_interval
 
 
@@ -110,8 +110,8 @@ def test_classifier_roundtrip_and_load_path(tmp_path):
 
 
 def test_level_rule_and_partial_threshold_choice():
-    from vsil.classifier import level_rule
-    from vsil.evaluate import choose_partial_threshold
+    from vsil.stages.classify import level_rule
+    from vsil.training.evaluate import choose_partial_threshold
 
     P = np.array([[0.7, 0.1, 0.2], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2], [0.8, 0.15, 0.05]])
     assert level_rule(P, 0.5, None).tolist() == [0, 0, 2, 1, 0]  # below the threshold: P(1) > P(0)
@@ -157,7 +157,7 @@ def test_custom_classifier_uses_the_harm_model_trained_beside_it(tmp_path):
     classifier file alone keeps the shipped one."""
     from importlib import resources
 
-    from vsil.harm import HarmModel, load_harm_model
+    from vsil.stages.features.harm import HarmModel, load_harm_model
     from vsil.pipeline import Scorer
 
     shipped = load_harm_model()

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from vsil.embed import Embedder, EmbeddingCache, resolve_embedder
+from vsil.stages.features.embed import Embedder, EmbeddingCache, resolve_embedder
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None, reason="needs vsil[semantic]")
 
@@ -71,10 +71,10 @@ def test_tiny_model_loads_from_local_path_and_caches(tiny_st_dir, tmp_path):
 
 def test_semantic_pipeline_runs_on_tiny_model(tiny_st_dir):
     """The real semantic code path (featurizer + classifier) with the tiny embedder."""
-    from vsil.features import analyze_pair
-    from vsil.harm import load_harm_model
-    from vsil.semantic import SEMANTIC_FEATURES, SemanticFeaturizer
-    from vsil.taxonomy import load_taxonomy
+    from vsil.stages.features.lexical import analyze_pair
+    from vsil.stages.features.harm import load_harm_model
+    from vsil.stages.features.semantic import SEMANTIC_FEATURES, SemanticFeaturizer
+    from vsil.stages.risk.taxonomy import load_taxonomy
 
     emb = resolve_embedder(tiny_st_dir, device="cpu").embedder
     assert emb is not None
@@ -92,7 +92,7 @@ def test_lexical_mode_is_explicit():
 
 
 def test_lexical_fallback_warns_loudly(monkeypatch):
-    import vsil.embed as e
+    import vsil.stages.features.embed as e
 
     monkeypatch.setattr(e, "bundled_model_path", lambda verify=True: None)
     monkeypatch.setattr(e, "hub_reachable", lambda timeout=2.0: False)
@@ -114,7 +114,7 @@ def test_lexical_audit_reports_its_mode(rows):
 
 
 def test_bundled_sha256_mismatch_is_refused(monkeypatch):
-    import vsil.embed as e
+    import vsil.stages.features.embed as e
     from vsil.errors import UsageError
 
     if importlib.util.find_spec(e.BUNDLED_PACKAGE) is None:
@@ -148,7 +148,7 @@ def test_semantic_default_catches_synonym_leak_and_keeps_deictic():
 
 
 def test_harm_head_prototypes_score_save_and_load(tmp_path):
-    from vsil.semantic import PROTOTYPES_FILE, HarmHead, LinearHead, PrototypeHead, load_sem_harm
+    from vsil.stages.features.semantic import PROTOTYPES_FILE, HarmHead, LinearHead, PrototypeHead, load_sem_harm
 
     eye = np.eye(4, dtype=np.float32)
     proto = PrototypeHead(harmful=eye[:2], benign=eye[2:], k=1, a=10.0, b=0.0)

@@ -45,7 +45,7 @@ def test_train_reproduces_the_shipped_lexical_model(shared, tmp_path):
     needs the same code path plus MiniLM and takes a minute)."""
     from importlib import resources
 
-    from vsil.train import train
+    from vsil.training.train import train
 
     report = train(str(shared), str(tmp_path), semantic=False, log=lambda *a: None)
     shipped = json.loads(resources.files("vsil").joinpath("data/classifier_lexical.json").read_text(encoding="utf-8"))
@@ -76,7 +76,7 @@ def test_train_reproduces_the_shipped_lexical_model(shared, tmp_path):
 def test_text_prompt_pairs_and_cross_fitting_exclusion(shared):
     """The text-only prompt pairs carry their prompt-set label on an unrelated VLGuard caption, and a
     query given to ``exclude`` leaves the harm corpus (so its cross-fitted text_risk is honest)."""
-    from vsil.corpora import benchmark_pairs, harm_corpus, text_prompts, vlguard_train_pairs
+    from vsil.training.corpora import benchmark_pairs, harm_corpus, text_prompts, vlguard_train_pairs
 
     harmful, benign = text_prompts(str(shared))
     pairs = [p for p in benchmark_pairs(str(shared), set()) if p.source == "text_prompts"]

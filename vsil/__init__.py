@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 __all__ = ["ColumnMap", "LeakageAudit", "LeakageResult", "VSILConfig", "__version__", "leakage_score", "score_dataset"]
 
 if TYPE_CHECKING:
-    from .api import leakage_score, score_dataset
-    from .audit import LeakageAudit
-    from .config import ColumnMap, VSILConfig
-    from .result import LeakageResult
+    from vsil.api import leakage_score, score_dataset
+    from vsil.audit import LeakageAudit
+    from vsil.config import ColumnMap, VSILConfig
+    from vsil.schema import LeakageResult
 
 _LAZY = {
     "LeakageAudit": "audit",
@@ -24,7 +24,7 @@ _LAZY = {
     "score_dataset": "api",
     "VSILConfig": "config",
     "ColumnMap": "config",
-    "LeakageResult": "result",
+    "LeakageResult": "schema",
 }
 
 

@@ -2,55 +2,54 @@
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, overload
 
-from .config import ColumnMap, VSILConfig
-from .intake import Record, normalise
-from .pipeline import Scorer, run_audit
-from .result import CONTRACT_FIELDS, LeakageResult
+from vsil.config import ColumnMap, VSILConfig, resolve_config
+from vsil.io.readers import normalise
+from vsil.pipeline import Pipeline
+from vsil.schema import RESULT_COLUMNS, LeakageResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-def _config(config: VSILConfig | None, options: dict[str, Any]) -> VSILConfig:
-    if config is not None and options:
-        raise TypeError("pass either config= or keyword options, not both")
-    if config is not None:
-        return config
-    cols = {k: options.pop(k) for k in list(options) if k.endswith("_col")}
-    cfg = VSILConfig(**options)
-    if cols:
-        cfg.columns = ColumnMap(**{k[:-4]: v for k, v in cols.items()})
-    return cfg
+_PIPELINES: OrderedDict[str, Pipeline] = OrderedDict()
+_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=4)
-def _scorer(key: str) -> Scorer:
-    return Scorer(VSILConfig.from_dict(json.loads(key)))
-
-
-def get_scorer(cfg: VSILConfig) -> Scorer:
-    """A cached ``Scorer`` for this configuration (models load once per process)."""
-    return _scorer(json.dumps(cfg.to_dict(), sort_keys=True))
+def get_pipeline(cfg: VSILConfig) -> Pipeline:
+    """A loaded ``Pipeline`` for this configuration, cached per process on what determines the models
+    (so a different progress-bar, batch-size or column setting reuses them)."""
+    key = cfg.model_key()
+    with _LOCK:
+        if key in _PIPELINES:
+            _PIPELINES.move_to_end(key)
+            return _PIPELINES[key]
+    p = Pipeline(VSILConfig.from_dict(cfg.to_dict())).load()
+    with _LOCK:
+        _PIPELINES[key] = p
+        while len(_PIPELINES) > 4:
+            _PIPELINES.popitem(last=False)[1].close()
+    return p
 
 
 @overload
 def leakage_score(
-    query: str, *, caption: str | None = ..., image: Any = ..., safety_reason: str | None = ..., config: VSILConfig | None = ..., **options: Any
+    query: str, *, caption: str | None = ..., image: Any = ..., safety_reason: str | None = ...,
+    config: VSILConfig | None = ..., **options: Any
 ) -> LeakageResult: ...
 @overload
 def leakage_score(
-    query: Any, *, caption: str | None = ..., image: Any = ..., safety_reason: str | None = ..., config: VSILConfig | None = ..., **options: Any
+    query: Any, *, caption: Any = ..., image: Any = ..., safety_reason: Any = ...,
+    config: VSILConfig | None = ..., **options: Any
 ) -> pd.DataFrame: ...
 def leakage_score(
     query: Any,
     *,
-    caption: str | None = None,
+    caption: Any = None,
     image: Any = None,
-    safety_reason: str | None = None,
+    safety_reason: Any = None,
     config: VSILConfig | None = None,
     **options: Any,
 ) -> LeakageResult | pd.DataFrame:
@@ -66,14 +65,14 @@ def leakage_score(
     Options are ``VSILConfig`` fields (``threshold``, ``batch_size``, ``show_progress_bar``, ...)
     and, for datasets, column names as ``query_col=``, ``caption_col=``, ...
     """
-    cfg = _config(config, dict(options))
+    cfg = resolve_config(config, dict(options))
     if not isinstance(query, str):
         if caption is not None or image is not None or safety_reason is not None:
             raise TypeError("caption/image/safety_reason apply to a single query string; for a dataset use columns")
         return score_dataset(query, config=cfg)
     raw = {"id": "0", "query": query, "caption": caption, "image": image, "safety_reason": safety_reason}
-    rec: Record = normalise(raw, 0, ColumnMap(), None, "default")[0]
-    return get_scorer(cfg).score([rec])[0]
+    rec = normalise(raw, 0, ColumnMap(), None, "default")[0]
+    return get_pipeline(cfg).score([rec])[0][0]
 
 
 def score_dataset(data: Any, *, config: VSILConfig | None = None, **options: Any) -> pd.DataFrame:
@@ -86,9 +85,11 @@ def score_dataset(data: Any, *, config: VSILConfig | None = None, **options: Any
     """
     import pandas as pd
 
-    cfg = _config(config, dict(options))
+    from vsil.run.runner import run
+
+    cfg = resolve_config(config, dict(options))
     rows: list[dict[str, Any]] = []
-    summary = run_audit(data, cfg, on_result=lambda r: rows.append(r.to_dict()), scorer=get_scorer(cfg))
-    df = pd.DataFrame(rows, columns=[*CONTRACT_FIELDS, "query", "category", "source", "row"])
+    summary = run(data, cfg, on_result=lambda r: rows.append(r.to_dict()), pipeline=get_pipeline(cfg))
+    df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     df.attrs["summary"] = summary
     return df

@@ -7,19 +7,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .config import ColumnMap, VSILConfig
-from .jsonio import dumps_clean
-from .result import CONTRACT_FIELDS
+from vsil.config import VSILConfig, resolve_config
+from vsil.run.store import RESULTS, iter_results, read_summary, write_rows, write_summary
+from vsil.schema import RESULT_COLUMNS
+from vsil.util.jsonio import dumps_clean
 
 if TYPE_CHECKING:
     import pandas as pd
-
-RESULT_COLUMNS = [*CONTRACT_FIELDS, "query", "category", "source", "row"]
 
 
 def gate_passed(summary: dict[str, Any], max_leak_rate: float) -> bool:
@@ -28,22 +26,9 @@ def gate_passed(summary: dict[str, Any], max_leak_rate: float) -> bool:
     return bool(summary.get("n_scored")) and rate is not None and rate == rate and rate <= max_leak_rate
 
 
-def iter_results(out_dir: str) -> Iterator[dict[str, Any]]:
-    """Stream the rows of ``out_dir/results.jsonl``."""
-    with open(os.path.join(out_dir, "results.jsonl"), encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def read_summary(out_dir: str) -> dict[str, Any]:
-    with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as f:
-        return dict(json.load(f))
-
-
 def write_report(out_dir: str, path: str | None = None, title: str | None = None) -> str:
     """(Re)build ``report.html`` from the saved results of an audit folder."""
-    from .report import render_report
+    from vsil.report import render_report
 
     target = path or os.path.join(out_dir, "report.html")
     html = render_report(read_summary(out_dir), iter_results(out_dir), title=title or f"vsil audit: {os.path.basename(os.path.abspath(out_dir))}")
@@ -56,7 +41,7 @@ def compare(dirs: list[str], out_path: str | None = None, names: list[str] | Non
     """Put several saved audits side by side: a table (returned) and, with ``out_path``, an HTML report."""
     import pandas as pd
 
-    from .report import render_comparison
+    from vsil.report import render_comparison
 
     labels = names or [os.path.basename(os.path.abspath(d)) for d in dirs]
     audits = [(n, read_summary(d)) for n, d in zip(labels, dirs)]
@@ -92,21 +77,19 @@ class LeakageAudit:
     """
 
     def __init__(self, data: Any = None, *, config: VSILConfig | None = None, **options: Any) -> None:
-        from .api import _config
-
         self.data = data
-        self.config = _config(config, dict(options))
+        self.config = resolve_config(config, dict(options))
         self._results: pd.DataFrame | None = None
         self._summary: dict[str, Any] | None = None
 
     def run(self, *, show_progress_bar: bool | None = None) -> LeakageAudit:
         """Score every row (streamed in chunks). Returns ``self``."""
-        from .api import score_dataset
+        from vsil.api import score_dataset
 
         if self.data is None:
             raise ValueError("this audit was loaded from disk; there is no data to run on")
         if show_progress_bar is not None:
-            self.config.show_progress_bar = show_progress_bar
+            self.config.run.show_progress_bar = show_progress_bar
         df = score_dataset(self.data, config=self.config)
         self._summary = df.attrs.pop("summary")
         self._results = df
@@ -144,11 +127,8 @@ class LeakageAudit:
         """Write ``results.jsonl``, ``summary.json`` (and ``report.html``) to ``out_dir``."""
         df, s = self._need()
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "results.jsonl"), "w", encoding="utf-8") as f:
-            for r in df.to_dict("records"):
-                f.write(dumps_clean(r) + "\n")
-        with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-            f.write(dumps_clean(s, indent=1))
+        write_rows(os.path.join(out_dir, RESULTS), df.to_dict("records"))
+        write_summary(out_dir, s)
         if html:
             write_report(out_dir)
         return out_dir
@@ -160,14 +140,14 @@ class LeakageAudit:
 
         s = read_summary(out_dir)
         cfg = s.get("manifest", {}).get("config")
-        a = cls(None, config=VSILConfig.from_dict({**cfg, "columns": ColumnMap(**cfg["columns"])}) if cfg else VSILConfig())
+        a = cls(None, config=VSILConfig.from_dict(cfg) if cfg else VSILConfig())
         a._summary = s
-        a._results = pd.DataFrame(list(iter_results(out_dir)), columns=RESULT_COLUMNS)
+        a._results = pd.DataFrame(list(iter_results(out_dir)), columns=list(RESULT_COLUMNS))
         return a
 
     def save_html(self, path: str, title: str = "vsil leakage audit") -> str:
         """Write the self-contained HTML report to ``path``."""
-        from .report import render_report
+        from vsil.report import render_report
 
         df, s = self._need()
         with open(path, "w", encoding="utf-8") as f:

@@ -1,0 +1,280 @@
+"""Data intake: any supported input -> chunks of validated ``Record`` objects, streamed.
+
+Supported inputs: a path (JSONL, JSON list or id-keyed object, CSV/TSV, Parquet, a Hugging Face
+``save_to_disk`` folder), a pandas DataFrame, a ``datasets.Dataset``, a list (or iterable) of dicts.
+Every input row becomes exactly one record; a row that cannot be used carries ``error``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from vsil.config import ColumnMap
+from vsil.errors import UsageError
+from vsil.io.presets import Preset, get_preset
+from vsil.schema import Record
+
+FIELDS = ("query", "caption", "image", "safety_reason", "id", "category", "source")
+
+
+RawItem = tuple[dict[str, Any] | None, str]  # (raw row or None, parse error)
+
+
+# ---------------------------------------------------------------- raw readers (streaming)
+def _iter_jsonl(path: str) -> Iterator[RawItem]:
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield None, f"line {n}: undecodable byte at position {e.start} (not UTF-8)"
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield None, f"line {n}: broken JSON ({e.msg} at column {e.colno})"
+                continue
+            if not isinstance(obj, dict):
+                yield None, f"line {n}: expected a JSON object, got {type(obj).__name__}"
+                continue
+            yield obj, ""
+
+
+def _iter_json(path: str) -> Iterator[RawItem]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: not valid UTF-8 JSON ({e})") from e
+    if isinstance(data, dict):
+        data = [{**v, "_id": k} if isinstance(v, dict) else v for k, v in data.items()]
+    if not isinstance(data, list):
+        raise UsageError(f"{path}: expected a JSON list of objects")
+    for i, obj in enumerate(data):
+        yield (obj, "") if isinstance(obj, dict) else (None, f"item {i}: expected an object, got {type(obj).__name__}")
+
+
+def _csv_header(path: str, delim: str) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        return next(csv.reader(f, delimiter=delim), [])
+
+
+def _iter_csv(path: str, delim: str) -> Iterator[RawItem]:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.reader(f, delimiter=delim)
+        header = next(reader, [])
+        for n, cells in enumerate(reader, 2):
+            if not cells:
+                continue
+            bad = [header[i] if i < len(header) else str(i) for i, c in enumerate(cells) if _has_surrogate(c)]
+            if bad:
+                yield None, f"line {n}: undecodable byte in column {bad[0]!r} (not UTF-8)"
+            elif len(cells) != len(header):
+                yield None, f"line {n}: malformed CSV row with {len(cells)} fields, header has {len(header)}"
+            else:
+                yield dict(zip(header, cells)), ""
+
+
+def _has_surrogate(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _iter_parquet(path: str, batch: int) -> Iterator[RawItem]:
+    import pyarrow.parquet as pq
+
+    for b in pq.ParquetFile(path).iter_batches(batch_size=batch):
+        for r in b.to_pylist():
+            yield r, ""
+
+
+def _iter_frame(df: Any, batch: int) -> Iterator[RawItem]:
+    for start in range(0, len(df), batch):
+        for r in df.iloc[start : start + batch].to_dict("records"):
+            yield r, ""
+
+
+def _iter_hf(ds: Any, batch: int) -> Iterator[RawItem]:
+    for b in ds.iter(batch_size=batch):
+        keys = list(b)
+        for i in range(len(b[keys[0]]) if keys else 0):
+            yield {k: b[k][i] for k in keys}, ""
+
+
+def _load_hf_dir(path: str) -> Any:
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover
+        raise UsageError("reading a Hugging Face dataset folder needs: pip install 'vsil[hf]'") from e
+    ds = datasets.load_from_disk(path)
+    if isinstance(ds, datasets.DatasetDict):
+        if len(ds) != 1:
+            raise UsageError(f"{path} holds splits {list(ds)}; pass one split's folder")
+        ds = next(iter(ds.values()))
+    return ds
+
+
+# ---------------------------------------------------------------- source resolution
+@dataclass
+class Source:
+    """A resolved input: a raw row iterator factory, the known columns (None when schemaless) and a label."""
+
+    rows: Iterator[RawItem]
+    columns: list[str] | None
+    label: str
+
+
+def open_source(data: Any, batch: int, preset: Preset | None = None) -> Source:
+    """Resolve any supported input into a streaming row iterator."""
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+        if preset is not None and os.path.isdir(path) and preset.reader is None and preset.default_file:
+            path = os.path.join(path, preset.default_file)
+        if preset is not None and preset.reader is not None:
+            if os.path.isdir(path) and preset.default_file and os.path.exists(os.path.join(path, preset.default_file)):
+                path = os.path.join(path, preset.default_file)
+            if not os.path.exists(path):
+                raise UsageError(f"input not found: {path}")
+            return Source(((r, "") for r in preset.reader(path)), None, path)
+        if not os.path.exists(path):
+            raise UsageError(f"input not found: {path}")
+        if os.path.isdir(path):
+            if os.path.exists(os.path.join(path, "state.json")) or os.path.exists(os.path.join(path, "dataset_dict.json")):
+                ds = _load_hf_dir(path)
+                return Source(_iter_hf(ds, batch), list(ds.column_names), path)
+            raise UsageError(f"{path} is a folder but not a Hugging Face save_to_disk dataset")
+        low = path.lower()
+        if low.endswith((".jsonl", ".ndjson", ".jsonl.txt")):
+            return Source(_iter_jsonl(path), None, path)
+        if low.endswith(".json"):
+            return Source(_iter_json(path), None, path)
+        if low.endswith((".csv", ".tsv")):
+            delim = "\t" if low.endswith(".tsv") else ","
+            return Source(_iter_csv(path, delim), _csv_header(path, delim), path)
+        if low.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            cols = list(pq.ParquetFile(path).schema_arrow.names)
+            return Source(_iter_parquet(path, batch), cols, path)
+        raise UsageError(f"unsupported input format: {path} (use .jsonl, .json, .csv, .tsv or .parquet)")
+    mod = type(data).__module__
+    if mod.startswith("pandas") and hasattr(data, "iloc"):
+        return Source(_iter_frame(data, batch), [str(c) for c in data.columns], "<DataFrame>")
+    if mod.startswith("datasets") and hasattr(data, "column_names"):
+        return Source(_iter_hf(data, batch), list(data.column_names), "<datasets.Dataset>")
+    if isinstance(data, dict):
+        raise UsageError("pass a list of row dicts, not a single dict")
+    if isinstance(data, Iterable):
+        return Source(((r, "") if isinstance(r, dict) else (None, f"expected a dict, got {type(r).__name__}") for r in data), None, "<rows>")
+    raise UsageError(f"unsupported input type: {type(data).__name__}")
+
+
+# ---------------------------------------------------------------- normalisation
+def _clean(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _text_field(rec: Record, name: str, v: Any, required: bool = False) -> str:
+    v = _clean(v)
+    if v is None:
+        if required:
+            rec.error = rec.error or f"missing {name}"
+        return ""
+    if not isinstance(v, str):
+        rec.error = rec.error or f"{name} is {type(v).__name__}, expected text"
+        return ""
+    if _has_surrogate(v):
+        rec.error = rec.error or f"{name} has an undecodable byte"
+        return ""
+    if required and not v.strip():
+        rec.error = rec.error or f"empty {name}"
+    return v
+
+
+def normalise(raw: dict[str, Any], row: int, cols: ColumnMap, preset: Preset | None, variant: str) -> list[Record]:
+    """Map one raw row to records (presets may expand one row into several, or skip it)."""
+    canon_rows: list[dict[str, Any]]
+    if preset is not None and preset.expand is not None:
+        canon_rows = preset.expand(raw, variant)
+    elif preset is not None and preset.transform is not None:
+        c = preset.transform(raw, variant)
+        canon_rows = [] if c is None else [c]
+    else:
+        canon_rows = [{f: raw.get(getattr(cols, f)) for f in FIELDS}]
+    if preset is not None:
+        for f, col in cols.explicit().items():  # explicit column flags override the preset
+            for c in canon_rows:
+                c[f] = raw.get(col)
+    out = []
+    for c in canon_rows:
+        rid = _clean(c.get("id"))
+        rec = Record(row=row, id=str(rid) if rid is not None and str(rid) != "" else str(row))
+        rec.query = _text_field(rec, "query", c.get("query"), required=True)
+        rec.caption = _text_field(rec, "caption", c.get("caption"))
+        rec.safety_reason = _text_field(rec, "safety_reason", c.get("safety_reason"))
+        img = _clean(c.get("image"))
+        rec.image = img if img not in ("",) else None
+        rec.category = str(_clean(c.get("category")) or "")
+        rec.source = str(_clean(c.get("source")) or "")
+        if not rec.error and not rec.caption.strip() and not rec.safety_reason.strip() and rec.image is None:
+            rec.error = "no image evidence: missing caption and no image"
+        out.append(rec)
+    return out
+
+
+def iter_records(
+    data: Any,
+    columns: ColumnMap | None = None,
+    preset: str | None = None,
+    chunk_size: int = 256,
+) -> Iterator[list[Record]]:
+    """Stream ``data`` as chunks of at most ``chunk_size`` records, in input order.
+
+    Raises ``UsageError`` before yielding anything when a required column is missing.
+    """
+    cols = columns or ColumnMap()
+    p, variant = get_preset(preset) if preset else (None, "default")
+    src = open_source(data, chunk_size, p)
+    if src.columns is not None:
+        _check_columns(src.columns, cols, p)
+    counter = iter(range(1 << 62))
+
+    def gen() -> Iterator[Record]:
+        for raw, err in src.rows:
+            row = next(counter)
+            if raw is None:
+                yield Record(row=row, id=str(row), error=err)
+                continue
+            yield from normalise(raw, row, cols, p, variant)
+
+    it = gen()
+    while chunk := list(islice(it, chunk_size)):
+        yield chunk
+
+
+def _check_columns(have: list[str], cols: ColumnMap, preset: Preset | None) -> None:
+    hs = set(have)
+    if preset is not None:
+        missing = [c for c in preset.required if c not in hs]
+        missing += [c for c in cols.explicit().values() if c not in hs]
+    else:
+        missing = [c for c in [cols.query, *cols.explicit().values()] if c not in hs]
+        if not missing and not hs & {cols.caption, cols.safety_reason, cols.image}:
+            raise UsageError(
+                f"no image evidence column: none of {cols.caption!r}, {cols.safety_reason!r}, {cols.image!r} "
+                f"is in the input (columns: {', '.join(have)}); pass --caption-col or --image-col"
+            )
+    if missing:
+        raise UsageError(f"missing column {missing[0]!r} (input columns: {', '.join(have)})")

@@ -1,0 +1,213 @@
+"""The one run loop behind every entry point (``leakage_score`` on a dataset, ``score_dataset``,
+``LeakageAudit``, ``vsil audit`` with any engine, ``--resume``).
+
+    read the first chunk (validates the input before any model loads)
+    -> for each chunk: hash its records; on resume, keep a finished chunk whose ids and record hash
+       match; else send it to the executor
+    -> sink the rows (memory, or the audit folder's parts), add up the counters
+    -> the summary, computed from the rows in input order, with the run manifest.
+
+Memory does not grow with the input: chunks stream through, and an audit folder joins its parts at
+the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from vsil.config import VSILConfig
+from vsil.io.readers import iter_records
+from vsil.run.executors import ChunkResult
+from vsil.run.store import AuditStore
+from vsil.schema import LeakageResult, Record, RunStats, result_from_dict
+from vsil.summary import SummaryBuilder
+
+
+def utc_stamp(t: float) -> str:
+    """A manifest's ``started`` time."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def chunk_hash(records: list[Record]) -> str:
+    """The hash of a chunk's records: what ``--resume`` checks a finished part against."""
+    h = hashlib.sha256()
+    for rec in records:
+        rec.hash_into(h)
+    return h.hexdigest()
+
+
+class MemorySink:
+    """Keeps the result rows in memory (the Python API)."""
+
+    def __init__(self, on_result: Callable[[LeakageResult], None] | None = None) -> None:
+        self.on_result = on_result
+        self.builder = SummaryBuilder()
+        self.n_chunks = 0
+
+    def done(self, k: int, records: list[Record]) -> bool:
+        return False
+
+    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record]) -> None:
+        for d in rows:
+            r = result_from_dict(d)
+            self.builder.add(r)
+            if self.on_result is not None:
+                self.on_result(r)
+
+    def finish(self, n_chunks: int) -> SummaryBuilder:
+        return self.builder
+
+
+class DirSink:
+    """Writes each finished chunk to the audit folder's parts, and skips finished chunks on resume."""
+
+    def __init__(self, store: AuditStore, resume: bool) -> None:
+        self.store = store
+        self.resume = resume
+        self.resumed = 0
+        self.recomputed: list[int] = []
+
+    def done(self, k: int, records: list[Record]) -> bool:
+        if not self.resume:
+            return False
+        found = self.store.part_info(k)
+        if found is None:
+            return False
+        ids, digest = found
+        if ids == [r.id for r in records] and digest == chunk_hash(records):
+            self.resumed += 1
+            return True
+        self.recomputed.append(k)  # the input changed under this chunk: score it again
+        return False
+
+    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record]) -> None:
+        self.store.write_part(k, rows, chunk_hash(records))
+
+    def finish(self, n_chunks: int) -> SummaryBuilder:
+        builder = SummaryBuilder()
+        for d in self.store.write_results(self.store.iter_part_rows(n_chunks)):
+            builder.add(result_from_dict(d))
+        return builder
+
+
+def run(
+    data: Any,
+    config: VSILConfig,
+    *,
+    executor: Any = None,
+    out_dir: str | None = None,
+    resume: bool = False,
+    on_result: Callable[[LeakageResult], None] | None = None,
+    pipeline: Any = None,
+) -> dict[str, Any]:
+    """Score ``data`` and return the summary (with the run manifest).
+
+    With ``out_dir`` the rows go to the audit folder (parts, then ``results.jsonl``; ``resume`` keeps
+    the finished chunks that still match the input); without it, each result goes to ``on_result``
+    in input order. ``executor`` defaults to scoring in this process (reusing ``pipeline``).
+    """
+    from vsil.run.executors import InProcess
+
+    started = time.time()
+    chunks: Iterator[list[Record]] = iter_records(data, config.columns, config.preset, config.run.batch_size)
+    first = next(chunks, [])  # validates the input (columns, format) before any model loads
+    ex = executor or InProcess(config, pipeline)
+    store = AuditStore(out_dir) if out_dir is not None else None
+    sink: MemorySink | DirSink
+    if store is not None:
+        store.start(_run_key(config, data), resume=resume)
+        sink = DirSink(store, resume)
+    else:
+        sink = MemorySink(on_result)
+    h = hashlib.sha256()
+    stats = RunStats()
+    descriptions: list[dict[str, Any]] = []
+    n_chunks = 0
+    pending: dict[int, list[Record]] = {}
+    with _progress(config.run.show_progress_bar, _len_or_none(data)) as bar:
+
+        def todo() -> Iterator[tuple[int, list[Record]]]:
+            nonlocal n_chunks
+            for k, chunk in enumerate(itertools.chain([first] if first else [], chunks)):
+                n_chunks = k + 1
+                for rec in chunk:
+                    rec.hash_into(h)
+                if sink.done(k, chunk):
+                    bar.update(len(chunk))
+                    continue
+                pending[k] = chunk
+                yield k, chunk
+
+        try:
+            for res in ex.map(todo()):
+                _account(res, stats, descriptions)
+                sink.put(res.k, res.rows, pending.pop(res.k))
+                bar.update(len(res.rows))
+            manifest = _manifest(config, descriptions, ex)
+        finally:
+            ex.close()
+    builder = sink.finish(n_chunks)
+    manifest.update(
+        data_sha256=h.hexdigest(),
+        started=utc_stamp(started),
+        seconds=round(time.time() - started, 3),
+        **stats.manifest_fields(config.judge.mode != "none"),
+    )
+    engine: dict[str, Any] = {"name": ex.name, "chunks": n_chunks, **ex.engine_info()}
+    if isinstance(sink, DirSink):
+        engine["resumed_chunks"] = sink.resumed
+        if sink.recomputed:
+            engine["recomputed_chunks"] = sink.recomputed
+            manifest["warnings"] = [*manifest.get("warnings", []), f"--resume: {len(sink.recomputed)} finished "
+                                    "chunk(s) no longer matched the input and were scored again"]
+    manifest["engine"] = engine
+    return builder.build(manifest)
+
+
+def _account(res: ChunkResult, stats: RunStats, descriptions: list[dict[str, Any]]) -> None:
+    stats.add(res.stats)
+    if res.description is not None:
+        descriptions.append(res.description)
+
+
+def _manifest(config: VSILConfig, descriptions: list[dict[str, Any]], ex: Any) -> dict[str, Any]:
+    """The run manifest: as the workers reported it (the backends that really ran); when no chunk was
+    scored, the executor's description (no model is loaded for it). The config echoed is the run's."""
+    manifest = dict(descriptions[0]) if descriptions else ex.describe()
+    distinct = {json.dumps(d["backends"], sort_keys=True): d["backends"] for d in descriptions}
+    if len(distinct) > 1:  # a mixed cluster: say which backends each group of workers used
+        manifest["backends_by_actor"] = list(distinct.values())
+        manifest["warnings"] = [*manifest.get("warnings", []), "the workers did not all run with the same backends"]
+    manifest["config"] = config.to_dict()
+    return manifest
+
+
+def _run_key(config: VSILConfig, data: Any) -> dict[str, Any]:
+    """What ``--resume`` requires to be unchanged: the config (progress bar aside) and the input path."""
+    d = config.to_dict()
+    d["run"].pop("show_progress_bar", None)
+    src = os.path.realpath(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else type(data).__name__
+    return {"config": d, "data": src}
+
+
+def _progress(show: bool | None, total: int | None) -> Any:
+    from tqdm.auto import tqdm
+
+    disable = (not sys.stderr.isatty()) if show is None else (not show)
+    return tqdm(total=total, unit="rows", desc="vsil", disable=disable, leave=False)
+
+
+def _len_or_none(data: Any) -> int | None:
+    if isinstance(data, (str, os.PathLike)):
+        return None
+    try:
+        return len(data)
+    except TypeError:
+        return None

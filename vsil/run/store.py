@@ -1,0 +1,176 @@
+"""The audit folder: the one writer and the one reader of each output file.
+
+    OUT/run.json              what the run was started with (config, input), checked by --resume
+    OUT/parts/chunk-NNNNNN.jsonl  one finished chunk's result rows, written atomically, with
+    OUT/parts/chunk-NNNNNN.sha256 the hash of the records it was computed from
+    OUT/results.jsonl         every result row, in input order (joined from the parts at the end)
+    OUT/summary.json          the summary and run manifest
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from vsil.errors import UsageError
+from vsil.util.jsonio import dumps_clean
+
+RUN_FILE = "run.json"
+PARTS = "parts"
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+
+
+class AuditStore:
+    """Parts, resume state and the final files of one output folder."""
+
+    def __init__(self, out_dir: str) -> None:
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise UsageError(f"--out {out_dir} is a file, not a folder")
+        self.out_dir = out_dir
+        self.parts_dir = os.path.join(out_dir, PARTS)
+
+    def start(self, key: dict[str, Any], *, resume: bool) -> None:
+        """Begin a run: with ``resume``, refuse a folder holding another run; without it, drop old parts."""
+        os.makedirs(self.out_dir, exist_ok=True)
+        run_path = os.path.join(self.out_dir, RUN_FILE)
+        if resume and os.path.exists(run_path):
+            try:
+                with open(run_path, encoding="utf-8") as f:
+                    old = json.load(f)
+            except (OSError, ValueError):
+                old = None
+            if old != key:
+                raise UsageError(f"--resume: {self.out_dir} holds a run with other arguments; rerun without "
+                                 "--resume to start over")
+        elif os.path.isdir(self.parts_dir):
+            shutil.rmtree(self.parts_dir)
+        os.makedirs(self.parts_dir, exist_ok=True)
+        _atomic_write(run_path, json.dumps(key))
+
+    def _part(self, k: int) -> str:
+        return os.path.join(self.parts_dir, f"chunk-{k:06d}.jsonl")
+
+    def write_part(self, k: int, rows: list[dict[str, Any]], digest: str) -> None:
+        """Finished chunk ``k``: its rows and the hash of the records they were computed from (the
+        hash first, so a part on disk always has the hash of its own records)."""
+        _atomic_write(self._part(k)[: -len(".jsonl")] + ".sha256", digest)
+        write_rows(self._part(k), rows)
+
+    def part_info(self, k: int) -> tuple[list[str], str] | None:
+        """(ids, record hash) of finished chunk ``k``, or None when it is not on disk or unreadable."""
+        path = self._part(k)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                ids = [json.loads(line)["id"] for line in f if line.strip()]
+            with open(path[: -len(".jsonl")] + ".sha256", encoding="utf-8") as f:
+                return ids, f.read().strip()
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def iter_part_rows(self, n_chunks: int) -> Iterator[dict[str, Any]]:
+        for k in range(n_chunks):
+            with open(self._part(k), encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        yield json.loads(line)
+
+    def write_results(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Write ``results.jsonl`` from ``rows`` (atomically, at the end), yielding each row as written."""
+        path = os.path.join(self.out_dir, RESULTS)
+        tmp = path + ".part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for d in rows:
+                f.write(dumps_clean(d) + "\n")
+                yield d
+        os.replace(tmp, path)
+
+    @property
+    def results_path(self) -> str:
+        return os.path.join(self.out_dir, RESULTS)
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def iter_results(out_dir: str) -> Iterator[dict[str, Any]]:
+    """Stream the rows of ``out_dir/results.jsonl``."""
+    path = os.path.join(out_dir, RESULTS)
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    raise UsageError(f"{path}: line {n} is not valid JSON (truncated or edited file?)") from None
+
+
+def read_summary(out_dir: str) -> dict[str, Any]:
+    """The ``summary.json`` of an audit folder."""
+    path = os.path.join(out_dir, SUMMARY)
+    try:
+        with open(path, encoding="utf-8") as f:
+            s = json.load(f)
+    except ValueError:
+        raise UsageError(f"{path} is not valid JSON (truncated or edited file?)") from None
+    if not isinstance(s, dict):
+        raise UsageError(f"{path} is not a vsil summary (expected a JSON object)")
+    return s
+
+
+def export_parquet(out_dir: str, batch_rows: int = 4096) -> str:
+    """Write ``OUT/results_parquet/part-0.parquet`` from ``results.jsonl`` (the Ray engine's columnar
+    output); ``leaked_spans`` and ``risk_terms`` are JSON strings, as in ``vsil.integrations.ray``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vsil.schema import RESULT_COLUMNS
+
+    types = {"vsil_score": pa.float64(), "image_risk": pa.float64(), "text_risk": pa.float64(), "overlap": pa.float64(),
+             "vsil_level": pa.int64(), "row": pa.int64(), "is_leak": pa.bool_()}
+    schema = pa.schema([(c, types.get(c, pa.string())) for c in RESULT_COLUMNS])
+    folder = os.path.join(out_dir, "results_parquet")
+    os.makedirs(folder, exist_ok=True)
+    writer = pq.ParquetWriter(os.path.join(folder, "part-0.parquet"), schema)
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        batch.clear()
+
+    for d in iter_results(out_dir):
+        batch.append({k: json.dumps(v, ensure_ascii=False) if k in ("leaked_spans", "risk_terms") else v
+                      for k, v in d.items()})
+        if len(batch) >= batch_rows:
+            flush()
+    if batch:
+        flush()
+    writer.close()
+    return folder
+
+
+def write_summary(out_dir: str, summary: dict[str, Any]) -> str:
+    """Write ``out_dir/summary.json``; returns its path."""
+    path = os.path.join(out_dir, SUMMARY)
+    _atomic_write(path, dumps_clean(summary, indent=1))
+    return path
+
+
+def write_rows(path: str, rows: Iterable[dict[str, Any]]) -> None:
+    """Write result rows as JSONL to ``path`` (``LeakageAudit.save``: rows already in memory)."""
+    _atomic_write(path, "".join(dumps_clean(r) + "\n" for r in rows))
