@@ -68,5 +68,7 @@ def run_and_document(run: Any, script: str, block: Any) -> None:
         a = run()
     if a.update_docs:
         name = block(a) if callable(block) else block
-        cmd = " ".join(["python", f"benchmarks/{os.path.basename(script)}", *[x for x in sys.argv[1:] if x != "--update-docs"]])
+        cmd = " ".join(
+            ["python", f"benchmarks/{os.path.basename(script)}", *[x for x in sys.argv[1:] if x != "--update-docs"]]
+        )
         replace_block(docs_path(), name, "```\n" + cap.text.strip() + "\n```\n\nReproduce: `" + cmd + "`")

@@ -25,8 +25,8 @@ from _docs import replace_block
 from _machine import machine
 
 from vsil import VSILConfig, score_dataset
-from vsil.training.evaluate import format_table
 from vsil.summary import wilson_interval
+from vsil.training.evaluate import format_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,10 +51,27 @@ class Job:
 
 JOBS = [
     Job("VLSBench", "vlsbench/data.json", "vlsbench"),
-    Job("FigStep harmful questions (given description)", "figstep_safebench/safebench.csv", "figstep:question", paper="FigStep / SafeBench"),
+    Job(
+        "FigStep harmful questions (given description)",
+        "figstep_safebench/safebench.csv",
+        "figstep:question",
+        paper="FigStep / SafeBench",
+    ),
     Job("FigStep generic prompt (given description)", "figstep_safebench/safebench.csv", "figstep:generic"),
-    Job("FigStep harmful questions (OCR of the images)", "figstep_safebench/safebench.csv", "figstep:question", {"evidence": "ocr"}, image_root="figstep_safebench"),
-    Job("FigStep generic prompt (OCR of the images)", "figstep_safebench/safebench.csv", "figstep:generic", {"evidence": "ocr"}, image_root="figstep_safebench"),
+    Job(
+        "FigStep harmful questions (OCR of the images)",
+        "figstep_safebench/safebench.csv",
+        "figstep:question",
+        {"evidence": "ocr"},
+        image_root="figstep_safebench",
+    ),
+    Job(
+        "FigStep generic prompt (OCR of the images)",
+        "figstep_safebench/safebench.csv",
+        "figstep:generic",
+        {"evidence": "ocr"},
+        image_root="figstep_safebench",
+    ),
     Job("MM-SafetyBench original questions", "mm_safetybench/processed_questions", "mm_safetybench:question"),
     Job("MM-SafetyBench rephrased questions", "mm_safetybench/processed_questions", "mm_safetybench:rephrased"),
     Job("HarmBench-mm", "harmbench/harmbench_behaviors_multimodal_all.csv", "harmbench_mm", paper="HarmBench-mm"),
@@ -62,7 +79,13 @@ JOBS = [
     Job("VLGuard test: unsafe images", "vlguard/test.json", "vlguard:unsafes"),
     Job("VLGuard test: safe images, unsafe instructions", "vlguard/test.json", "vlguard:safe_unsafes"),
     Job("VLGuard test: safe images, safe instructions", "vlguard/test.json", "vlguard:safe_safes"),
-    Job("MM-Harmful Bench (OCR of the images)", "mm_harmfulbench/questions.jsonl", "mm_harmfulbench", {"evidence": "ocr"}, image_root="mm_harmfulbench"),
+    Job(
+        "MM-Harmful Bench (OCR of the images)",
+        "mm_harmfulbench/questions.jsonl",
+        "mm_harmfulbench",
+        {"evidence": "ocr"},
+        image_root="mm_harmfulbench",
+    ),
     Job("MMJ-Bench HADES / QR / FigStep cases", "mmj_bench", ""),
 ]
 
@@ -117,9 +140,15 @@ def fmt_pct(x: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.path.join(HERE, "..", "..", "shared", "data"))
-    ap.add_argument("--cache-dir", default=os.path.join(HERE, "..", ".vsil_cache"), help="OCR and embedding cache (default .vsil_cache)")
+    ap.add_argument(
+        "--cache-dir",
+        default=os.path.join(HERE, "..", ".vsil_cache"),
+        help="OCR and embedding cache (default .vsil_cache)",
+    )
     ap.add_argument("--embedder", default="auto")
-    ap.add_argument("--no-ocr", action="store_true", help="skip the jobs that OCR images (about 0.4 s per image on 2 CPUs)")
+    ap.add_argument(
+        "--no-ocr", action="store_true", help="skip the jobs that OCR images (about 0.4 s per image on 2 CPUs)"
+    )
     ap.add_argument("--update-docs", action="store_true", help="write the tables into docs/benchmarks.md")
     a = ap.parse_args()
     data_dir = os.path.abspath(a.data_dir)
@@ -134,19 +163,53 @@ def main() -> None:
         rows.append(run_job(job, data_dir, a.cache_dir, a.embedder))
 
     out = [f"Machine: {machine()}. Data: `{os.path.relpath(data_dir)}`. Total {time.time() - t_all:.0f} s.", ""]
-    cols = ["benchmark", "preset", "evidence", "n", "errors", "leak_rate", "ci95", "levels_0/1/2", "top_categories", "seconds", "note"]
+    cols = [
+        "benchmark",
+        "preset",
+        "evidence",
+        "n",
+        "errors",
+        "leak_rate",
+        "ci95",
+        "levels_0/1/2",
+        "top_categories",
+        "seconds",
+        "note",
+    ]
     out.append(format_table([{k: (fmt_pct(v) if k == "leak_rate" else v) for k, v in r.items()} for r in rows], cols))
 
     mm = {r["benchmark"]: r.get("_per_category", {}) for r in rows if r["benchmark"].startswith("MM-SafetyBench")}
     if len(mm) == 2:
         q, rp = mm["MM-SafetyBench original questions"], mm["MM-SafetyBench rephrased questions"]
         out += ["", "MM-SafetyBench per scenario (leak rate):", ""]
-        out.append(format_table([{"scenario": k, "n": q[k]["n"], "original": fmt_pct(q[k]["leak_rate"]), "rephrased": fmt_pct(rp.get(k, {}).get("leak_rate", float("nan")))} for k in sorted(q)], ["scenario", "n", "original", "rephrased"]))
-
+        out.append(
+            format_table(
+                [
+                    {
+                        "scenario": k,
+                        "n": q[k]["n"],
+                        "original": fmt_pct(q[k]["leak_rate"]),
+                        "rephrased": fmt_pct(rp.get(k, {}).get("leak_rate", float("nan"))),
+                    }
+                    for k in sorted(q)
+                ],
+                ["scenario", "n", "original", "rephrased"],
+            )
+        )
 
     comp = []
     for key, p in PAPER.items():
-        r = next((x for x in rows if x["benchmark"].startswith(key.split(" /")[0].split(" mini")[0]) and "note" not in x and "generic" not in x["benchmark"] and "OCR" not in x["benchmark"]), None)
+        r = next(
+            (
+                x
+                for x in rows
+                if x["benchmark"].startswith(key.split(" /")[0].split(" mini")[0])
+                and "note" not in x
+                and "generic" not in x["benchmark"]
+                and "OCR" not in x["benchmark"]
+            ),
+            None,
+        )
         comp.append(
             {
                 "benchmark": key,
@@ -163,8 +226,11 @@ def main() -> None:
     text = "\n".join(out)
     print(text)
     if a.update_docs:
-        replace_block(os.path.join(HERE, "..", "docs", "benchmarks.md"), "audit_public", text + "\n\nReproduce: `python benchmarks/audit_public.py --update-docs`")
-
+        replace_block(
+            os.path.join(HERE, "..", "docs", "benchmarks.md"),
+            "audit_public",
+            text + "\n\nReproduce: `python benchmarks/audit_public.py --update-docs`",
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ def run_once(args: list[str]) -> tuple[float, float, dict]:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([sys.executable, "-m", "vsil.cli", "audit", *args, "--out", out, "--no-progress"], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "vsil.cli", "audit", *args, "--out", out, "--no-progress"],
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - t0
         peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024  # MiB (Linux: KiB)
         with open(os.path.join(out, "summary.json")) as f:
@@ -54,12 +58,15 @@ def _run() -> argparse.Namespace:
     for i in range(a.repeat):
         wall, peak, s = run_once([data, "--preset", "vlsbench", "--embedder", a.embedder])
         walls.append(wall)
-        print(f"run {i + 1}: {s['n']} rows in {wall:.2f}s wall = {s['n'] / wall:.0f} samples/s; peak RSS {peak:.0f} MiB; "
-              f"leak rate {s['leak_rate']:.3f}; backends {s['manifest']['backends']}")
+        print(
+            f"run {i + 1}: {s['n']} rows in {wall:.2f}s wall = {s['n'] / wall:.0f} samples/s; peak RSS {peak:.0f} MiB; "
+            f"leak rate {s['leak_rate']:.3f}; backends {s['manifest']['backends']}"
+        )
     best = min(walls)
     print(f"best: {best:.2f}s wall, {s['n'] / best:.0f} samples/s (start-up and model load included)")
 
     return a
+
 
 if __name__ == "__main__":
     main()

@@ -26,8 +26,8 @@ from _docs import run_and_document
 from _machine import machine
 
 from vsil import VSILConfig, score_dataset
-from vsil.training.evaluate import format_table, leak_metrics
 from vsil.testing.judge_server import FakeJudgeServer, gold_answers
+from vsil.training.evaluate import format_table, leak_metrics
 
 
 def main() -> None:
@@ -52,30 +52,47 @@ def _run() -> argparse.Namespace:
     for judge_name, answers in (("gold-replaying judge", gold_answers(dev_path)), ("word-overlap rule judge", {})):
         with FakeJudgeServer(answers) as srv:
             for mode in ("none", "auto", "always"):
-                cfg = VSILConfig(embedder=a.embedder, judge=mode, judge_base_url=srv.base_url, judge_model="replay", show_progress_bar=False)
+                cfg = VSILConfig(
+                    embedder=a.embedder,
+                    judge=mode,
+                    judge_base_url=srv.base_url,
+                    judge_model="replay",
+                    show_progress_bar=False,
+                )
                 t0 = time.time()
                 df = score_dataset(dev_path, config=cfg)
                 rows.append(_row(judge_name if mode != "none" else "-", mode, df, y, time.time() - t0))
         print(f"judge requests to the {judge_name} server: {srv.requests}")
     if a.judge_model:
         opts = {"judge_backend": a.judge_backend, "judge_model": a.judge_model, "cache_dir": a.cache_dir}
-        opts.update({k: v for k, v in (("judge_base_url", a.judge_base_url), ("judge_api_key_env", a.judge_api_key_env)) if v})
+        opts.update(
+            {k: v for k, v in (("judge_base_url", a.judge_base_url), ("judge_api_key_env", a.judge_api_key_env)) if v}
+        )
         for mode in ("auto", "always"):
             t0 = time.time()
-            df = score_dataset(dev_path, config=VSILConfig(embedder=a.embedder, judge=mode, show_progress_bar=True, **opts))
+            df = score_dataset(
+                dev_path, config=VSILConfig(embedder=a.embedder, judge=mode, show_progress_bar=True, **opts)
+            )
             rows.append(_row(f"{a.judge_backend}:{a.judge_model}", mode, df, y, time.time() - t0))
             print(f"{a.judge_model} ({mode}): {df.attrs['summary']['judge']}")
     print(format_table(rows, ["judge", "routing", "call_rate", "f1", "precision", "recall", "kappa3", "seconds"]))
 
     return a
 
+
 def _row(judge: str, mode: str, df: Any, y: Any, secs: float) -> dict[str, Any]:
     """One table row: the routing, the share of rows the judge decided, and the final leak metrics."""
     m = leak_metrics(y, df.is_leak.to_numpy(dtype=float), df.vsil_level.to_numpy(), 0.5)  # F1 of the final is_leak
     band = df.attrs["summary"]["manifest"]["backends"].get("judge_routing", "")
     return {
-        "judge": judge, "routing": band if mode == "auto" else mode, "call_rate": float((df.decided_by == "judge").mean()),
-        "f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "kappa3": m["kappa3"], "seconds": secs,
+        "judge": judge,
+        "routing": band if mode == "auto" else mode,
+        "call_rate": float((df.decided_by == "judge").mean()),
+        "f1": m["f1"],
+        "precision": m["precision"],
+        "recall": m["recall"],
+        "kappa3": m["kappa3"],
+        "seconds": secs,
     }
 
 

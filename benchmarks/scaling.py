@@ -74,31 +74,38 @@ def stage_costs(path: str, n: int) -> list[dict[str, Any]]:
     """Seconds per 1,000 rows of each pipeline stage, in one process, models already loaded."""
     from vsil import VSILConfig
     from vsil.io.readers import iter_records
-    from vsil.pipeline import Evidence, Scorer
+    from vsil.pipeline import Pipeline
+    from vsil.schema import Evidence
+    from vsil.stages.features import FeatureStage
 
     t0 = time.time()
-    sc = Scorer(VSILConfig(show_progress_bar=False))
+    pl = Pipeline(VSILConfig(show_progress_bar=False)).load()
     load = time.time() - t0
     recs = [r for chunk in iter_records(path, chunk_size=256) for r in chunk][:n]
-    cost = {"describe image (given text)": 0.0, "lexical features": 0.0, "semantic features (MiniLM on CPU)": 0.0, "classifier": 0.0}
-    assert sc.semantic is not None
+    cost = {
+        "describe image (given text)": 0.0,
+        "lexical features": 0.0,
+        "semantic features (MiniLM on CPU)": 0.0,
+        "classifier": 0.0,
+    }
+    semantic = pl.features.semantic
+    assert semantic is not None
+    lexical_only = FeatureStage(pl.features.taxonomy, pl.features.harm, None)
     for s in range(0, len(recs), 256):
         chunk = recs[s : s + 256]
         t = time.time()
-        ev = sc.describe_images(chunk)
+        ev = pl.evidence.run(chunk)
         cost["describe image (given text)"] += time.time() - t
+        pairs = [(r, e) for r, e in zip(chunk, ev) if isinstance(e, Evidence)]
         t = time.time()
-        items = [(r, e, sc.analyze(r, e)) for r, e in zip(chunk, ev) if isinstance(e, Evidence)]
-        cost["lexical features"] += time.time() - t
+        lexical_only.run(pairs)
+        lex = time.time() - t
+        cost["lexical features"] += lex
         t = time.time()
-        sc.semantic.add_features([(r.query, a.query_tokens, a) for r, _, a in items])
-        sc.semantic.embedder.clear_memory()
-        cost["semantic features (MiniLM on CPU)"] += time.time() - t
+        feats = pl.features.run(pairs)  # lexical + semantic: the semantic share is the difference
+        cost["semantic features (MiniLM on CPU)"] += max(0.0, time.time() - t - lex)
         t = time.time()
-        import numpy as np
-
-        X = np.stack([a.vector(sc.model.feature_names) for _, _, a in items])
-        sc.model.levels(sc.model.proba3(X), sc.threshold)
+        pl.classify.run([(r, e, f) for (r, e), f in zip(pairs, feats) if not isinstance(f, str)])
         cost["classifier"] += time.time() - t
     rows = [{"stage": k, "s per 1k rows": 1000 * v / len(recs)} for k, v in cost.items()]
     rows.append({"stage": "model loading (once per worker)", "s per 1k rows": load})
@@ -123,24 +130,38 @@ def child(spec: str) -> None:
 
     cfg = VSILConfig(embedder=embedder, show_progress_bar=False)
     with HWM() as hwm:
-        if kind == "local":
-            from vsil.run.executors import run_local
+        from vsil.run.executors import make_executor
+        from vsil.run.runner import run
 
-            s = run_local(path, cfg, out, workers=workers)
+        if kind == "local":
+            s = run(path, cfg, executor=make_executor(cfg, workers=workers), out_dir=out)
         else:
             import ray
 
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, object_store_memory=1024**3)
-            from vsil.integrations.ray import audit_to_dir
-
-            s = audit_to_dir(path, cfg, out, concurrency=workers)
+            s = run(path, cfg, executor=make_executor(cfg, engine="ray", workers=workers), out_dir=out)
             hwm._scan()
             ray.shutdown()
         secs = time.time() - t0
     driver = vm_hwm_mib()
-    worker = driver if (kind == "local" and workers == 1) else hwm.max_of("ray actor" if kind == "ray" else "local worker")
-    print(json.dumps({"engine": kind, "workers": workers, "rows": s["n"], "seconds": secs, "rows/s": s["n"] / secs, "out": out,
-                      "driver peak MiB": driver, "worker peak MiB": worker, "leak_rate": s["leak_rate"]}))
+    worker = (
+        driver if (kind == "local" and workers == 1) else hwm.max_of("ray actor" if kind == "ray" else "local worker")
+    )
+    print(
+        json.dumps(
+            {
+                "engine": kind,
+                "workers": workers,
+                "rows": s["n"],
+                "seconds": secs,
+                "rows/s": s["n"] / secs,
+                "out": out,
+                "driver peak MiB": driver,
+                "worker peak MiB": worker,
+                "leak_rate": s["leak_rate"],
+            }
+        )
+    )
 
 
 def same_rows(a_dir: str, b_dir: str) -> tuple[bool, float]:
@@ -148,7 +169,12 @@ def same_rows(a_dir: str, b_dir: str) -> tuple[bool, float]:
     with open(os.path.join(a_dir, "results.jsonl")) as fa, open(os.path.join(b_dir, "results.jsonl")) as fb:
         for la, lb in zip(fa, fb, strict=True):
             x, y = json.loads(la), json.loads(lb)
-            if x["id"] != y["id"] or x["is_leak"] != y["is_leak"] or x["vsil_level"] != y["vsil_level"] or x["status"] != y["status"]:
+            if (
+                x["id"] != y["id"]
+                or x["is_leak"] != y["is_leak"]
+                or x["vsil_level"] != y["vsil_level"]
+                or x["status"] != y["status"]
+            ):
                 return False, float("inf")
             if x["vsil_score"] is not None:
                 worst = max(worst, abs(x["vsil_score"] - y["vsil_score"]))
@@ -160,7 +186,9 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--rows", type=int, default=3000, help="rows for the 1-vs-2 worker comparison (semantic default)")
     ap.add_argument("--big-rows", type=int, default=100000, help="rows for the large local-vs-Ray run")
-    ap.add_argument("--big-embedder", default="none", help="embedder of the large run (none = lexical; auto = semantic)")
+    ap.add_argument(
+        "--big-embedder", default="none", help="embedder of the large run (none = lexical; auto = semantic)"
+    )
     ap.add_argument("--update-docs", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -3,7 +3,7 @@ inputs of growing size, against the cost of judging every row with an LLM.
 
 Inputs are synthesised by resampling real rows with a fixed seed: caption rows from VLSBench, VLSafe,
 HarmBench-mm and MM-SafetyBench; image rows (for OCR) from FigStep's 500 typographic images. Every
-(configuration, size) runs in a fresh process through ``vsil.pipeline.run_audit`` (start-up and model
+(configuration, size) runs in a fresh process through ``vsil.run.runner.run`` (start-up and model
 loading included, results written to a JSONL file like the CLI does, no warm cache), which reports
 its own wall time and peak RSS.
 
@@ -54,7 +54,11 @@ def caption_rows(data_dir: str) -> list[dict[str, Any]]:
         ("mm_safetybench/processed_questions", "mm_safetybench:question"),
     ):
         for chunk in iter_records(os.path.join(data_dir, path), preset=preset):
-            rows += [{"query": r.query, "caption": r.caption, "safety_reason": r.safety_reason, "source": r.source} for r in chunk if not r.error]
+            rows += [
+                {"query": r.query, "caption": r.caption, "safety_reason": r.safety_reason, "source": r.source}
+                for r in chunk
+                if not r.error
+            ]
     return rows
 
 
@@ -84,17 +88,29 @@ def child(args: argparse.Namespace) -> None:
     """Run one audit in this process and print a JSON line with its cost."""
     t0 = time.time()
     from vsil import VSILConfig
+    from vsil.run.runner import run
     from vsil.util.jsonio import dumps_clean
-    from vsil.pipeline import run_audit
 
     opts = json.loads(args.child_config)
     cfg = VSILConfig(show_progress_bar=False, **opts)
     with open(args.child_out, "w", encoding="utf-8") as f:
-        summary = run_audit(args.child_input, cfg, on_result=lambda r: f.write(dumps_clean(r.to_dict()) + "\n"))
+        summary = run(args.child_input, cfg, on_result=lambda r: f.write(dumps_clean(r.to_dict()) + "\n"))
     secs = time.time() - t0
     rss = vm_hwm_mib()
     j = summary.get("judge") or {}
-    print(json.dumps({"rows": summary["n"], "seconds": secs, "peak_mib": rss, "judge_rows": (summary.get("decided_by") or {}).get("judge", 0), "judge_calls": j.get("calls", 0), "errors": summary["n_error"], "leak_rate": summary["leak_rate"]}))
+    print(
+        json.dumps(
+            {
+                "rows": summary["n"],
+                "seconds": secs,
+                "peak_mib": rss,
+                "judge_rows": (summary.get("decided_by") or {}).get("judge", 0),
+                "judge_calls": j.get("calls", 0),
+                "errors": summary["n_error"],
+                "leak_rate": summary["leak_rate"],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -104,7 +120,9 @@ def main() -> None:
     ap.add_argument("--configs", default="lexical,semantic,ocr,judge")
     ap.add_argument("--max-rows-ocr", type=int, default=10000, help="largest input for the OCR configuration")
     ap.add_argument("--max-rows-judge", type=int, default=10000, help="largest input for the judge configuration")
-    ap.add_argument("--llm-latency", type=float, default=2.0, help="seconds per call assumed for judging every row with an LLM")
+    ap.add_argument(
+        "--llm-latency", type=float, default=2.0, help="seconds per call assumed for judging every row with an LLM"
+    )
     ap.add_argument("--llm-concurrency", type=int, default=8)
     ap.add_argument("--update-docs", action="store_true")
     ap.add_argument("--child-config", help=argparse.SUPPRESS)
@@ -138,7 +156,16 @@ def main() -> None:
                     opts["image_root"] = os.path.join(data_dir, "figstep_safebench")
                 if name == "judge":
                     opts["judge_base_url"] = srv.base_url
-                cmd = [sys.executable, __file__, "--child-config", json.dumps(opts), "--child-input", inp, "--child-out", os.path.join(tmp, "out.jsonl")]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child-config",
+                    json.dumps(opts),
+                    "--child-input",
+                    inp,
+                    "--child-out",
+                    os.path.join(tmp, "out.jsonl"),
+                ]
                 print(f"... {name} n={n}", file=sys.stderr, flush=True)
                 p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
                 if p.returncode != 0:
@@ -151,8 +178,12 @@ def main() -> None:
     for r in results:
         rows.append(
             {
-                "configuration": r["config"], "rows": r["n"], "seconds": f"{r['seconds']:.1f}", "rows/s": f"{r['rows/s']:.0f}",
-                "peak RSS MiB": f"{r['peak_mib']:.0f}", "judge share": f"{r['judge_rows'] / r['rows']:.1%}" if r["judge_calls"] else "-",
+                "configuration": r["config"],
+                "rows": r["n"],
+                "seconds": f"{r['seconds']:.1f}",
+                "rows/s": f"{r['rows/s']:.0f}",
+                "peak RSS MiB": f"{r['peak_mib']:.0f}",
+                "judge share": f"{r['judge_rows'] / r['rows']:.1%}" if r["judge_calls"] else "-",
                 "s per 1k rows": f"{1000 * r['seconds'] / r['n']:.2f}",
             }
         )
@@ -160,7 +191,11 @@ def main() -> None:
 
     cols = ["configuration", "rows", "seconds", "rows/s", "s per 1k rows", "peak RSS MiB", "judge share"]
     llm = [
-        {"rows": n, "LLM calls": n, f"hours at {a.llm_latency:g} s/call, {a.llm_concurrency} in flight": f"{n * a.llm_latency / a.llm_concurrency / 3600:.2f}"}
+        {
+            "rows": n,
+            "LLM calls": n,
+            f"hours at {a.llm_latency:g} s/call, {a.llm_concurrency} in flight": f"{n * a.llm_latency / a.llm_concurrency / 3600:.2f}",
+        }
         for n in sizes
     ]
     text = "\n".join(

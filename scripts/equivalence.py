@@ -51,8 +51,18 @@ def run(out: str, shared: str, only: list[str] | None) -> None:
             if only and name not in only:
                 continue
             extra = ["--judge-base-url", srv.base_url] if "--judge" in args else []
-            cmd = [sys.executable, "-m", "vsil.cli", "audit", *args, *extra, "--out", os.path.join(out, name),
-                   "--no-report", "--no-progress"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "vsil.cli",
+                "audit",
+                *args,
+                *extra,
+                "--out",
+                os.path.join(out, name),
+                "--no-report",
+                "--no-progress",
+            ]
             print("$", " ".join(cmd), flush=True)
             rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode
             if rc != 0:

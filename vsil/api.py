@@ -36,13 +36,23 @@ def get_pipeline(cfg: VSILConfig) -> Pipeline:
 
 @overload
 def leakage_score(
-    query: str, *, caption: str | None = ..., image: Any = ..., safety_reason: str | None = ...,
-    config: VSILConfig | None = ..., **options: Any
+    query: str,
+    *,
+    caption: str | None = ...,
+    image: Any = ...,
+    safety_reason: str | None = ...,
+    config: VSILConfig | None = ...,
+    **options: Any,
 ) -> LeakageResult: ...
 @overload
 def leakage_score(
-    query: Any, *, caption: Any = ..., image: Any = ..., safety_reason: Any = ...,
-    config: VSILConfig | None = ..., **options: Any
+    query: Any,
+    *,
+    caption: Any = ...,
+    image: Any = ...,
+    safety_reason: Any = ...,
+    config: VSILConfig | None = ...,
+    **options: Any,
 ) -> pd.DataFrame: ...
 def leakage_score(
     query: Any,

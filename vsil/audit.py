@@ -1,14 +1,13 @@
 """``LeakageAudit``: audit a dataset, inspect the leaking rows, save a report, gate a release.
 
-    audit = LeakageAudit("data.jsonl", query_col="prompt").run()
-    audit.summary()["leak_rate"]; audit.issues().head(); audit.save_html("report.html")
-    assert audit.passed(max_leak_rate=0.05)
+audit = LeakageAudit("data.jsonl", query_col="prompt").run()
+audit.summary()["leak_rate"]; audit.issues().head(); audit.save_html("report.html")
+assert audit.passed(max_leak_rate=0.05)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vsil.config import VSILConfig, resolve_config
@@ -31,7 +30,11 @@ def write_report(out_dir: str, path: str | None = None, title: str | None = None
     from vsil.report import render_report
 
     target = path or os.path.join(out_dir, "report.html")
-    html = render_report(read_summary(out_dir), iter_results(out_dir), title=title or f"vsil audit: {os.path.basename(os.path.abspath(out_dir))}")
+    html = render_report(
+        read_summary(out_dir),
+        iter_results(out_dir),
+        title=title or f"vsil audit: {os.path.basename(os.path.abspath(out_dir))}",
+    )
     with open(target, "w", encoding="utf-8") as f:
         f.write(html)
     return target
@@ -165,7 +168,8 @@ class LeakageAudit:
         rate_txt = f"{rate:.1%}" if rate is not None and rate == rate else "n/a"
         lv = s.get("level_counts", {})
         return (
-            f"<div><b>vsil LeakageAudit</b>: {s.get('n')} rows, {s.get('n_error')} errors; leak rate <b>{h.escape(rate_txt)}</b> "
+            f"<div><b>vsil LeakageAudit</b>: {s.get('n')} rows, {s.get('n_error')} errors; "
+            f"leak rate <b>{h.escape(rate_txt)}</b> "
             f"(95% CI {lo:.1%}-{hi:.1%}); levels 0/1/2 = {lv.get('0', 0)}/{lv.get('1', 0)}/{lv.get('2', 0)}; "
             f"mode {h.escape(str(s.get('manifest', {}).get('backends', {}).get('mode', '')))}</div>"
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
 import typing
 from typing import Any
 
@@ -22,7 +21,7 @@ AUDIT_EXAMPLES = """examples:
   vsil audit safebench.csv --preset figstep:generic --out out/figstep_generic
   vsil audit data.csv --query-col prompt --caption-col description --max-leak-rate 0.05
   vsil audit safebench.csv --preset figstep --evidence ocr --image-root figstep_images/
-  vsil audit data.parquet --evidence clip --clip-model ViT-B-32 --clip-pretrained laion2b_s34b_b79k --cache-dir .vsil_cache
+  vsil audit data.parquet --evidence clip --clip-model ViT-B-32 --clip-pretrained laion2b_s34b_b79k
   vsil audit data.jsonl --judge auto --judge-model gpt-4o-mini --cache-dir .vsil_cache
   vsil audit data.jsonl --judge auto --judge-base-url http://localhost:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct
 
@@ -44,8 +43,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     Flags default to "not given", so a ``--config`` file's values are overridden only by flags the user
     actually passed."""
     groups = {part: p.add_argument_group(title) for part, title in GROUPS.items()}
-    p.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME[:VARIANT]",
-                   help="benchmark adapter (see `vsil backends`)")
+    p.add_argument(
+        "--preset", default=argparse.SUPPRESS, metavar="NAME[:VARIANT]", help="benchmark adapter (see `vsil backends`)"
+    )
     for ff in FLAT.values():
         g = groups[ff.part]
         names = [f"--{n.replace('_', '-')}" for n in (ff.flat, *ff.alias)]
@@ -91,21 +91,41 @@ def config_from_args(args: argparse.Namespace) -> VSILConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vsil", description="Audit multimodal safety datasets for visual safety information leakage.")
+    p = argparse.ArgumentParser(
+        prog="vsil", description="Audit multimodal safety datasets for visual safety information leakage."
+    )
     p.add_argument("--version", action="version", version=f"vsil {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    a = sub.add_parser("audit", help="score a dataset and write results.jsonl + summary.json", epilog=AUDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = sub.add_parser(
+        "audit",
+        help="score a dataset and write results.jsonl + summary.json",
+        epilog=AUDIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     a.add_argument("data", help="JSONL/JSON/CSV/TSV/Parquet file, or a Hugging Face save_to_disk folder")
     a.add_argument("--out", metavar="DIR", default="vsil_out", help="output folder (default: vsil_out)")
     a.add_argument("--max-leak-rate", type=float, metavar="R", help="exit 1 when the leak rate exceeds R")
-    a.add_argument("--config", metavar="FILE", help="JSON file with VSILConfig fields, nested or flat (flags override it)")
+    a.add_argument(
+        "--config", metavar="FILE", help="JSON file with VSILConfig fields, nested or flat (flags override it)"
+    )
     a.add_argument("--no-report", action="store_true", help="do not write report.html")
     e = a.add_argument_group("engine (scale)")
-    e.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default): this machine; ray: a Ray cluster (pip install 'vsil[ray]')")
-    e.add_argument("--workers", type=int, default=1, metavar="N", help="local: worker processes; ray: scoring actors (default 1)")
-    e.add_argument("--resume", action="store_true", help="continue a killed run from the chunks already in OUT/parts "
-                   "(finished chunks whose input changed are scored again)")
+    e.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): this machine; ray: a Ray cluster (pip install 'vsil[ray]')",
+    )
+    e.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="local: worker processes; ray: scoring actors (default 1)"
+    )
+    e.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from the chunks already in OUT/parts "
+        "(finished chunks whose input changed are scored again)",
+    )
     e.add_argument("--ray-address", metavar="ADDR", help="Ray cluster address (default: start a local Ray instance)")
     add_config_flags(a)
 
@@ -118,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", metavar="FILE", default="compare.html")
 
     t = sub.add_parser("train", help="rebuild the shipped models from the shared data and print metrics")
-    t.add_argument("--shared", metavar="DIR", help="the shared folder with data/ and gold/ (default: $VSIL_SHARED or ../shared)")
+    t.add_argument(
+        "--shared", metavar="DIR", help="the shared folder with data/ and gold/ (default: $VSIL_SHARED or ../shared)"
+    )
     t.add_argument("--out", metavar="DIR", help="where to write the model files (default: inside the package)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true", help="also print the metrics as JSON")
@@ -152,7 +174,10 @@ def _audit(args: argparse.Namespace) -> int:
         written.append(write_report(args.out))
     print("wrote " + ", ".join(written))
     if gate is not None:
-        print(f"gate: leak rate {'<=' if gate['passed'] else '>'} {args.max_leak_rate:.2%}: {'PASSED' if gate['passed'] else 'FAILED'}")
+        print(
+            f"gate: leak rate {'<=' if gate['passed'] else '>'} {args.max_leak_rate:.2%}: "
+            f"{'PASSED' if gate['passed'] else 'FAILED'}"
+        )
         return 0 if gate["passed"] else 1
     return 0
 
@@ -210,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"audit": _audit, "train": _train, "backends": _backends, "report": _report, "compare": _compare}[args.command](args)
+        return {"audit": _audit, "train": _train, "backends": _backends, "report": _report, "compare": _compare}[
+            args.command
+        ](args)
     except (UsageError, MissingDependencyError) as e:
         print(f"vsil: error: {e}", file=sys.stderr)
         return 2

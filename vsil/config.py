@@ -15,8 +15,15 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
 
-def _opt(help: str, *, flat: str | None = None, metavar: str | None = None, choices: tuple[str, ...] | None = None,
-         nargs: int | None = None, alias: tuple[str, ...] = ()) -> dict[str, Any]:
+def _opt(
+    help: str,
+    *,
+    flat: str | None = None,
+    metavar: str | tuple[str, ...] | None = None,
+    choices: tuple[str, ...] | None = None,
+    nargs: int | None = None,
+    alias: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Field metadata: the CLI help, the flat keyword / flag name (default ``<part>_<field>``)."""
     return {"help": help, "flat": flat, "metavar": metavar, "choices": choices, "nargs": nargs, "alias": alias}
 
@@ -26,18 +33,30 @@ class ColumnMap:
     """Which input column holds each field. The defaults are the gold format's names."""
 
     query: str = field(default="query", metadata=_opt("column holding the query text", flat="query_col", metavar="C"))
-    caption: str = field(default="caption", metadata=_opt("column holding the caption / image description",
-                                                          flat="caption_col", metavar="C"))
-    image: str = field(default="image", metadata=_opt("column holding the image (path, bytes or PIL image)",
-                                                      flat="image_col", metavar="C"))
-    safety_reason: str = field(default="safety_reason", metadata=_opt(
-        "column holding the dataset's safety reason / image risk note", flat="safety_reason_col", metavar="C",
-        alias=("reason_col",)))
+    caption: str = field(
+        default="caption",
+        metadata=_opt("column holding the caption / image description", flat="caption_col", metavar="C"),
+    )
+    image: str = field(
+        default="image",
+        metadata=_opt("column holding the image (path, bytes or PIL image)", flat="image_col", metavar="C"),
+    )
+    safety_reason: str = field(
+        default="safety_reason",
+        metadata=_opt(
+            "column holding the dataset's safety reason / image risk note",
+            flat="safety_reason_col",
+            metavar="C",
+            alias=("reason_col",),
+        ),
+    )
     id: str = field(default="id", metadata=_opt("column holding the row id", flat="id_col", metavar="C"))
-    category: str = field(default="category", metadata=_opt("column holding the risk category",
-                                                            flat="category_col", metavar="C"))
-    source: str = field(default="source", metadata=_opt("column holding the source name", flat="source_col",
-                                                        metavar="C"))
+    category: str = field(
+        default="category", metadata=_opt("column holding the risk category", flat="category_col", metavar="C")
+    )
+    source: str = field(
+        default="source", metadata=_opt("column holding the source name", flat="source_col", metavar="C")
+    )
 
     def explicit(self) -> dict[str, str]:
         """The fields whose column differs from the default name."""
@@ -49,90 +68,170 @@ class ColumnMap:
 class EvidenceConfig:
     """Where the text that stands for the image comes from (stage ``evidence``)."""
 
-    policy: str = field(default="auto", metadata=_opt(
-        "auto (the dataset's caption, else the available image backends), given, ocr, clip, caption, "
-        "or a comma-separated combination such as given,ocr", flat="evidence", metavar="SPEC"))
-    image_root: str | None = field(default=None, metadata=_opt(
-        "folder that relative image paths are resolved against", flat="image_root", metavar="DIR"))
-    clip_model: str | None = field(default=None, metadata=_opt(
-        "open_clip model name for --evidence clip (e.g. ViT-B-32)", flat="clip_model", metavar="NAME"))
-    clip_pretrained: str | None = field(default=None, metadata=_opt(
-        "open_clip pretrained tag (e.g. laion2b_s34b_b79k) or local checkpoint file", flat="clip_pretrained",
-        metavar="TAG|PATH"))
-    clip_thresholds: str | None = field(default=None, metadata=_opt(
-        "JSON of per-tag thresholds (from ClipTagger.calibrate)", flat="clip_thresholds", metavar="FILE"))
-    captioner: str | None = field(default=None, metadata=_opt(
-        "transformers image-to-text model name or folder for --evidence caption", flat="captioner",
-        metavar="NAME|PATH"))
-    captioner_prompt: str | None = field(default=None, metadata=_opt(
-        "text prompt passed with each image to the captioner", flat="captioner_prompt", metavar="TEXT"))
-    max_image_pixels: int = field(default=64_000_000, metadata=_opt(
-        "refuse images above N pixels (decompression-bomb guard)", flat="max_image_pixels", metavar="N"))
+    policy: str = field(
+        default="auto",
+        metadata=_opt(
+            "auto (the dataset's caption, else the available image backends), given, ocr, clip, caption, "
+            "or a comma-separated combination such as given,ocr",
+            flat="evidence",
+            metavar="SPEC",
+        ),
+    )
+    image_root: str | None = field(
+        default=None,
+        metadata=_opt("folder that relative image paths are resolved against", flat="image_root", metavar="DIR"),
+    )
+    clip_model: str | None = field(
+        default=None,
+        metadata=_opt("open_clip model name for --evidence clip (e.g. ViT-B-32)", flat="clip_model", metavar="NAME"),
+    )
+    clip_pretrained: str | None = field(
+        default=None,
+        metadata=_opt(
+            "open_clip pretrained tag (e.g. laion2b_s34b_b79k) or local checkpoint file",
+            flat="clip_pretrained",
+            metavar="TAG|PATH",
+        ),
+    )
+    clip_thresholds: str | None = field(
+        default=None,
+        metadata=_opt("JSON of per-tag thresholds (from ClipTagger.calibrate)", flat="clip_thresholds", metavar="FILE"),
+    )
+    captioner: str | None = field(
+        default=None,
+        metadata=_opt(
+            "transformers image-to-text model name or folder for --evidence caption",
+            flat="captioner",
+            metavar="NAME|PATH",
+        ),
+    )
+    captioner_prompt: str | None = field(
+        default=None,
+        metadata=_opt("text prompt passed with each image to the captioner", flat="captioner_prompt", metavar="TEXT"),
+    )
+    max_image_pixels: int = field(
+        default=64_000_000,
+        metadata=_opt("refuse images above N pixels (decompression-bomb guard)", flat="max_image_pixels", metavar="N"),
+    )
 
 
 @dataclass
 class EmbedConfig:
     """The sentence-embedding backend (stage ``features``)."""
 
-    model: str = field(default="auto", metadata=_opt(
-        "auto (the bundled MiniLM if installed, else lexical), none (lexical only), or a sentence-transformers "
-        "name / local path", flat="embedder", metavar="NAME"))
+    model: str = field(
+        default="auto",
+        metadata=_opt(
+            "auto (the bundled MiniLM if installed, else lexical), none (lexical only), or a sentence-transformers "
+            "name / local path",
+            flat="embedder",
+            metavar="NAME",
+        ),
+    )
 
 
 @dataclass
 class ClassifyConfig:
     """The leak classifier and its operating point (stage ``classify``)."""
 
-    threshold: float | None = field(default=None, metadata=_opt(
-        "P(leak) at or above which a row is a leak (default: the model's)", flat="threshold", metavar="P"))
-    classifier_path: str | None = field(default=None, metadata=_opt(
-        "a classifier JSON (from vsil train --out DIR) instead of the shipped one", flat="classifier_path",
-        metavar="FILE"))
+    threshold: float | None = field(
+        default=None,
+        metadata=_opt(
+            "P(leak) at or above which a row is a leak (default: the model's)", flat="threshold", metavar="P"
+        ),
+    )
+    classifier_path: str | None = field(
+        default=None,
+        metadata=_opt(
+            "a classifier JSON (from vsil train --out DIR) instead of the shipped one",
+            flat="classifier_path",
+            metavar="FILE",
+        ),
+    )
 
 
 @dataclass
 class JudgeConfig:
     """The LLM judge fallback (stage ``judge``)."""
 
-    mode: str = field(default="none", metadata=_opt(
-        "none (classifier only); auto: rows whose P(leak) is in the uncertainty band; always: every row",
-        flat="judge", choices=("none", "auto", "always")))
-    backend: str = field(default="openai", metadata=_opt(
-        "openai (any OpenAI-compatible endpoint) or transformers (a local chat model)",
-        choices=("openai", "transformers")))
-    model: str | None = field(default=None, metadata=_opt(
-        "model name (openai) or name / path / .gguf / smollm2 (transformers)", metavar="NAME"))
-    base_url: str = field(default="https://api.openai.com/v1", metadata=_opt(
-        "OpenAI-compatible base URL", metavar="URL"))
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata=_opt(
-        "environment variable that holds the API key (never the key itself)", metavar="VAR"))
-    concurrency: int = field(default=4, metadata=_opt(
-        "judge requests in flight (openai) or generation batch size (transformers)", metavar="N"))
+    mode: str = field(
+        default="none",
+        metadata=_opt(
+            "none (classifier only); auto: rows whose P(leak) is in the uncertainty band; always: every row",
+            flat="judge",
+            choices=("none", "auto", "always"),
+        ),
+    )
+    backend: str = field(
+        default="openai",
+        metadata=_opt(
+            "openai (any OpenAI-compatible endpoint) or transformers (a local chat model)",
+            choices=("openai", "transformers"),
+        ),
+    )
+    model: str | None = field(
+        default=None,
+        metadata=_opt("model name (openai) or name / path / .gguf / smollm2 (transformers)", metavar="NAME"),
+    )
+    base_url: str = field(
+        default="https://api.openai.com/v1", metadata=_opt("OpenAI-compatible base URL", metavar="URL")
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata=_opt("environment variable that holds the API key (never the key itself)", metavar="VAR"),
+    )
+    concurrency: int = field(
+        default=4,
+        metadata=_opt("judge requests in flight (openai) or generation batch size (transformers)", metavar="N"),
+    )
     timeout: float = field(default=60.0, metadata=_opt("seconds per judge request", metavar="S"))
-    max_retries: int = field(default=4, metadata=_opt(
-        "retries per request on timeouts, connection errors, 429 and 5xx", metavar="N"))
-    backoff: float = field(default=0.5, metadata=_opt(
-        "first back-off wait in seconds (doubles on each retry, with jitter)", metavar="S"))
-    band: tuple[float, float] | None = field(default=None, metadata=_opt(
-        "[LOW, HIGH) of P(leak) sent to the judge under --judge auto (default: the model's)",
-        metavar=("LOW", "HIGH"), nargs=2))  # type: ignore[arg-type]
+    max_retries: int = field(
+        default=4, metadata=_opt("retries per request on timeouts, connection errors, 429 and 5xx", metavar="N")
+    )
+    backoff: float = field(
+        default=0.5, metadata=_opt("first back-off wait in seconds (doubles on each retry, with jitter)", metavar="S")
+    )
+    band: tuple[float, float] | None = field(
+        default=None,
+        metadata=_opt(
+            "[LOW, HIGH) of P(leak) sent to the judge under --judge auto (default: the model's)",
+            metavar=("LOW", "HIGH"),
+            nargs=2,
+        ),
+    )
 
 
 @dataclass
 class RunConfig:
     """How the run executes: chunking, progress, device, caches, seed."""
 
-    batch_size: int = field(default=256, metadata=_opt(
-        "rows per chunk (memory grows with this, not with the dataset)", flat="batch_size", metavar="N"))
-    show_progress_bar: bool | None = field(default=None, metadata=_opt(
-        "progress messages and bar on stderr (default: on when stderr is a terminal)", flat="show_progress_bar",
-        alias=("progress",)))
-    device: str | None = field(default=None, metadata=_opt(
-        "torch device for model backends (default: cuda, then mps, then cpu)", flat="device", metavar="DEV"))
-    cache_dir: str | None = field(default=None, metadata=_opt(
-        "folder for on-disk caches (embeddings, image evidence, judge answers)", flat="cache_dir", metavar="DIR"))
-    seed: int = field(default=0, metadata=_opt("random seed recorded in the manifest and used by the judge",
-                                               flat="seed", metavar="N"))
+    batch_size: int = field(
+        default=256,
+        metadata=_opt("rows per chunk (memory grows with this, not with the dataset)", flat="batch_size", metavar="N"),
+    )
+    show_progress_bar: bool | None = field(
+        default=None,
+        metadata=_opt(
+            "progress messages and bar on stderr (default: on when stderr is a terminal)",
+            flat="show_progress_bar",
+            alias=("progress",),
+        ),
+    )
+    device: str | None = field(
+        default=None,
+        metadata=_opt(
+            "torch device for model backends (default: cuda, then mps, then cpu)", flat="device", metavar="DEV"
+        ),
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata=_opt(
+            "folder for on-disk caches (embeddings, image evidence, judge answers)", flat="cache_dir", metavar="DIR"
+        ),
+    )
+    seed: int = field(
+        default=0, metadata=_opt("random seed recorded in the manifest and used by the judge", flat="seed", metavar="N")
+    )
 
 
 PARTS: dict[str, type] = {
@@ -169,8 +268,18 @@ def _flat_fields() -> dict[str, FlatField]:
             m = f.metadata
             flat = m.get("flat") or f"{part}_{f.name}"
             default = f.default if f.default is not MISSING else None
-            out[flat] = FlatField(flat, part, f.name, hints[f.name], default, m.get("help", ""), m.get("metavar"),
-                                  m.get("choices"), m.get("nargs"), tuple(m.get("alias", ())))
+            out[flat] = FlatField(
+                flat,
+                part,
+                f.name,
+                hints[f.name],
+                default,
+                m.get("help", ""),
+                m.get("metavar"),
+                m.get("choices"),
+                m.get("nargs"),
+                tuple(m.get("alias", ())),
+            )
     return out
 
 
@@ -209,8 +318,14 @@ class VSILConfig:
         preset: str | None = None,
         **flat: Any,
     ) -> None:
-        given = {"columns": columns, "evidence": evidence, "embed": embed, "classify": classify, "judge": judge,
-                 "run": run}
+        given = {
+            "columns": columns,
+            "evidence": evidence,
+            "embed": embed,
+            "classify": classify,
+            "judge": judge,
+            "run": run,
+        }
         # the two part names that are also flat names: a string means the flat value
         if isinstance(evidence, str):
             flat["evidence"], given["evidence"] = evidence, None
@@ -265,8 +380,9 @@ class VSILConfig:
         for name in ("timeout", "backoff"):
             v = getattr(j, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "timeout" and v == 0):
-                raise ValueError(f"judge_{name} must be a {'positive' if name == 'timeout' else 'non-negative'} "
-                                 f"number, got {v!r}")
+                raise ValueError(
+                    f"judge_{name} must be a {'positive' if name == 'timeout' else 'non-negative'} number, got {v!r}"
+                )
         if j.band is not None:
             try:
                 lo, hi = (float(x) for x in j.band)
@@ -275,10 +391,9 @@ class VSILConfig:
             if not 0.0 <= lo <= hi <= 1.0:
                 raise ValueError(f"judge_band must be [low, high] with 0 <= low <= high <= 1, got {j.band}")
             j.band = (lo, hi)
-        for part in ("columns",):
-            for f in fields(self.columns):
-                if not isinstance(getattr(self.columns, f.name), str) or not getattr(self.columns, f.name):
-                    raise ValueError(f"{f.name}_col must be a non-empty column name")
+        for f in fields(self.columns):
+            if not isinstance(getattr(self.columns, f.name), str) or not getattr(self.columns, f.name):
+                raise ValueError(f"{f.name}_col must be a non-empty column name")
 
     # -- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -293,7 +408,7 @@ class VSILConfig:
         """Build from a nested dict (``to_dict``), a flat one, or a mix; unknown keys are refused."""
         if not isinstance(d, dict):
             raise ValueError(f"a config must be a JSON object, got {type(d).__name__}")
-        parts = {k: v for k, v in d.items() if k in PARTS and (isinstance(v, dict) or is_dataclass(v))}
+        parts: dict[str, Any] = {k: v for k, v in d.items() if k in PARTS and (isinstance(v, dict) or is_dataclass(v))}
         rest = {k: v for k, v in d.items() if k not in parts}
         unknown = sorted(k for k in rest if k != "preset" and ALIASES.get(k, k) not in FLAT)
         if unknown:

@@ -90,8 +90,9 @@ class Pipeline:
         choice = EMBEDDERS.build(embedder_backend(c.embed.model), c)
         self.embedder, self.embedder_desc = choice.embedder, choice.description
         self.warnings = list(choice.warnings)
-        self.model = CLASSIFIERS.build(classifier_backend(c, choice.embedder is not None), c,
-                                       semantic=choice.embedder is not None)
+        self.model = CLASSIFIERS.build(
+            classifier_backend(c, choice.embedder is not None), c, semantic=choice.embedder is not None
+        )
         semantic = None
         if _wants_semantic(self.model):
             if choice.embedder is None:
@@ -117,8 +118,7 @@ class Pipeline:
     def stats(self) -> RunStats:
         """Running counters of this pipeline (judge calls, image-evidence cache)."""
         self.load()
-        return RunStats(self.judge.judge.stats.to_dict() if self.judge is not None else {},
-                        self.evidence.cache.stats())
+        return RunStats(self.judge.judge.stats.to_dict() if self.judge is not None else {}, self.evidence.cache.stats())
 
     def score(self, records: list[Record]) -> tuple[list[LeakageResult], RunStats]:
         """Score one chunk: one result per record, in order, and the counters of this call."""
@@ -128,16 +128,18 @@ class Pipeline:
         pairs: list[tuple[int, Record, Evidence]] = []
         for i, (rec, ev) in enumerate(zip(records, evidence)):
             if isinstance(ev, str):
-                out[i] = LeakageResult.failed(rec.id, ev, row=rec.row, query=rec.query, category=rec.category,
-                                              source=rec.source)
+                out[i] = LeakageResult.failed(
+                    rec.id, ev, row=rec.row, query=rec.query, category=rec.category, source=rec.source
+                )
             else:
                 pairs.append((i, rec, ev))
         feats = self.features.run([(rec, ev) for _, rec, ev in pairs])
         scored: list[tuple[int, Record, Evidence, Any]] = []
         for (i, rec, ev), f in zip(pairs, feats):
             if isinstance(f, str):
-                out[i] = LeakageResult.failed(rec.id, f, row=rec.row, query=rec.query, category=rec.category,
-                                              source=rec.source)
+                out[i] = LeakageResult.failed(
+                    rec.id, f, row=rec.row, query=rec.query, category=rec.category, source=rec.source
+                )
             else:
                 scored.append((i, rec, ev, f))
         results = self.classify.run([(rec, ev, f) for _, rec, ev, f in scored])

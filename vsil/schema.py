@@ -39,6 +39,7 @@ class Evidence:
     def caption_used(self) -> str:
         return " ".join(t for f, t in self.parts if f != "safety_reason")
 
+
 CONTRACT_FIELDS: tuple[str, ...] = (
     "id",
     "vsil_score",
@@ -99,7 +100,9 @@ class LeakageResult:
         return asdict(self)
 
     @classmethod
-    def failed(cls, id: str, error: str, *, row: int = -1, query: str = "", category: str = "", source: str = "") -> LeakageResult:
+    def failed(
+        cls, id: str, error: str, *, row: int = -1, query: str = "", category: str = "", source: str = ""
+    ) -> LeakageResult:
         return cls(
             id=id,
             vsil_score=float("nan"),
@@ -142,8 +145,10 @@ class RunStats:
 
     def minus(self, before: RunStats) -> RunStats:
         """The counts since ``before`` (this pipeline's counters are running totals)."""
-        return RunStats({k: v - before.judge.get(k, 0) for k, v in self.judge.items()},
-                        {k: v - before.image_evidence_cache.get(k, 0) for k, v in self.image_evidence_cache.items()})
+        return RunStats(
+            {k: v - before.judge.get(k, 0) for k, v in self.judge.items()},
+            {k: v - before.image_evidence_cache.get(k, 0) for k, v in self.image_evidence_cache.items()},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"judge": dict(self.judge), "image_evidence_cache": dict(self.image_evidence_cache)}
@@ -154,5 +159,7 @@ class RunStats:
 
     def manifest_fields(self, has_judge: bool) -> dict[str, Any]:
         """The manifest's ``judge_stats`` (null without a judge) and ``image_evidence_cache``."""
-        return {"judge_stats": dict(self.judge) if has_judge else None,
-                "image_evidence_cache": dict(self.image_evidence_cache)}
+        return {
+            "judge_stats": dict(self.judge) if has_judge else None,
+            "image_evidence_cache": dict(self.image_evidence_cache),
+        }

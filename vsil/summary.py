@@ -64,20 +64,15 @@ class SummaryBuilder:
             **{k: v for k, v in _rate(self.leaks, ok).items() if k != "n"},
             "level_counts": {str(k): self.levels.get(k, 0) for k in (0, 1, 2)},
             "decided_by": dict(self.decided_by),
-            "judge": {**manifest.get("judge_stats", {}), "rows_with_judge_error": self.judge_errors} if manifest.get("judge_stats") is not None else None,
+            "judge": {**manifest.get("judge_stats", {}), "rows_with_judge_error": self.judge_errors}
+            if manifest.get("judge_stats") is not None
+            else None,
             "errors": dict(self.errors.most_common(20)),
             "per_category": {k: _rate(*v) for k, v in sorted(self.by_cat.items())},
             "per_source": {k: _rate(*v) for k, v in sorted(self.by_src.items())},
             "threshold": manifest.get("threshold"),
             "manifest": manifest,
         }
-
-
-def summarize(results: list[LeakageResult], manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    b = SummaryBuilder()
-    for r in results:
-        b.add(r)
-    return b.build(manifest or {})
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -103,7 +98,9 @@ def format_summary(s: dict[str, Any]) -> str:
     for w in m.get("warnings", []):
         lines.append(f"WARNING: {w}")
     if s["per_source"]:
-        lines.append("per source: " + ", ".join(f"{k} {v['leak_rate']:.0%} (n={v['n']})" for k, v in s["per_source"].items()))
+        lines.append(
+            "per source: " + ", ".join(f"{k} {v['leak_rate']:.0%} (n={v['n']})" for k, v in s["per_source"].items())
+        )
     if s["errors"]:
         lines.append("errors: " + "; ".join(f"{k} x{v}" for k, v in list(s["errors"].items())[:5]))
     return "\n".join(lines)

@@ -30,8 +30,6 @@ JSON_COLUMNS = ("leaked_spans", "risk_terms")
 REC = "__vsil_record__"  # column of pre-normalised records (JSON of a Record)
 
 
-
-
 class RunLedger:
     """Where the scoring actors report after every batch: that batch's counters (judge calls, image
     evidence cache), and once per actor the manifest of the scorer it runs with. Runs as a small Ray

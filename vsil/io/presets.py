@@ -67,8 +67,10 @@ def _mm_safety(r: Row, v: str) -> Row:
 
 
 def _read_mm_safety(path: str) -> Iterator[Row]:
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(path, f) for f in os.listdir(path) if f.endswith(".json") and f[:2].isdigit()
+    files = (
+        [path]
+        if os.path.isfile(path)
+        else sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".json") and f[:2].isdigit())
     )
     if not files:
         raise UsageError(f"no MM-SafetyBench scenario files (NN-Name.json) in {path}")
@@ -137,7 +139,12 @@ def _vlguard(r: Row, v: str) -> list[Row]:
 
 
 def _mm_harmful(r: Row, v: str) -> Row:
-    return {"id": str(r.get("_row")), "query": r.get("question"), "image": f"images/{r.get('_row')}.jpg", "source": "mm_harmfulbench"}
+    return {
+        "id": str(r.get("_row")),
+        "query": r.get("question"),
+        "image": f"images/{r.get('_row')}.jpg",
+        "source": "mm_harmfulbench",
+    }
 
 
 def _read_jsonl_numbered(path: str) -> Iterator[Row]:
@@ -163,34 +170,57 @@ def _read_json_any(path: str) -> Iterator[Row]:
 PRESETS: dict[str, Preset] = {
     "gold": Preset("gold", "vsil gold format (id, source, caption, safety_reason, query): the default column names"),
     "vlsbench": Preset(
-        "vlsbench", "VLSBench data.json: instruction vs image_description + safety_reason", transform=_vlsbench,
-        default_file="data.json", required=("instruction",),
+        "vlsbench",
+        "VLSBench data.json: instruction vs image_description + safety_reason",
+        transform=_vlsbench,
+        default_file="data.json",
+        required=("instruction",),
     ),
     "mm_safetybench": Preset(
         "mm_safetybench",
         "MM-SafetyBench processed_questions/: Question (or Rephrased Question) vs the Key Phrase image",
-        variants=("question", "rephrased", "rephrased_sd"), transform=_mm_safety, reader=_read_mm_safety,
+        variants=("question", "rephrased", "rephrased_sd"),
+        transform=_mm_safety,
+        reader=_read_mm_safety,
         default_file="processed_questions",
     ),
     "figstep": Preset(
-        "figstep", "FigStep/SafeBench safebench.csv: harmful question (or the generic FigStep prompt) vs the rendered instruction",
-        variants=("question", "generic"), transform=_figstep, default_file="safebench.csv", required=("instruction",),
+        "figstep",
+        "FigStep/SafeBench safebench.csv: harmful question (or the generic FigStep prompt) vs the rendered instruction",
+        variants=("question", "generic"),
+        transform=_figstep,
+        default_file="safebench.csv",
+        required=("instruction",),
     ),
     "harmbench_mm": Preset(
-        "harmbench_mm", "HarmBench multimodal behaviours: Behavior vs ImageDescription", transform=_harmbench,
-        default_file="harmbench_behaviors_multimodal_all.csv", required=("Behavior",),
+        "harmbench_mm",
+        "HarmBench multimodal behaviours: Behavior vs ImageDescription",
+        transform=_harmbench,
+        default_file="harmbench_behaviors_multimodal_all.csv",
+        required=("Behavior",),
     ),
     "vlsafe": Preset(
-        "vlsafe", "VLSafe jsonl: query vs COCO caption", transform=_vlsafe,
-        default_file="examine_sampled_500_VLSafe.jsonl", required=("query",),
+        "vlsafe",
+        "VLSafe jsonl: query vs COCO caption",
+        transform=_vlsafe,
+        default_file="examine_sampled_500_VLSafe.jsonl",
+        required=("query",),
     ),
     "mm_harmfulbench": Preset(
-        "mm_harmfulbench", "MM-Harmful Bench questions.jsonl: question vs images/<line>.jpg (no caption: use --evidence ocr/clip/caption)",
-        transform=_mm_harmful, reader=_read_jsonl_numbered, default_file="questions.jsonl", required=("question",),
+        "mm_harmfulbench",
+        "MM-Harmful Bench questions.jsonl: question vs images/<line>.jpg (no caption: use --evidence ocr/clip/caption)",
+        transform=_mm_harmful,
+        reader=_read_jsonl_numbered,
+        default_file="questions.jsonl",
+        required=("question",),
     ),
     "vlguard": Preset(
-        "vlguard", "VLGuard test.json/train.json: instructions; image evidence from the responses (refusal reason for unsafe images, the safe answer for safe images)",
-        variants=("default", "unsafes", "safe_unsafes", "safe_safes"), expand=_vlguard, reader=_read_json_any,
+        "vlguard",
+        "VLGuard test.json/train.json: instructions; image evidence from the responses "
+        "(refusal reason for unsafe images, the safe answer for safe images)",
+        variants=("default", "unsafes", "safe_unsafes", "safe_safes"),
+        expand=_vlguard,
+        reader=_read_json_any,
         default_file="test.json",
     ),
 }

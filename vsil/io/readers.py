@@ -147,7 +147,9 @@ def open_source(data: Any, batch: int, preset: Preset | None = None) -> Source:
         if not os.path.exists(path):
             raise UsageError(f"input not found: {path}")
         if os.path.isdir(path):
-            if os.path.exists(os.path.join(path, "state.json")) or os.path.exists(os.path.join(path, "dataset_dict.json")):
+            if os.path.exists(os.path.join(path, "state.json")) or os.path.exists(
+                os.path.join(path, "dataset_dict.json")
+            ):
                 ds = _load_hf_dir(path)
                 return Source(_iter_hf(ds, batch), list(ds.column_names), path)
             raise UsageError(f"{path} is a folder but not a Hugging Face save_to_disk dataset")
@@ -173,7 +175,11 @@ def open_source(data: Any, batch: int, preset: Preset | None = None) -> Source:
     if isinstance(data, dict):
         raise UsageError("pass a list of row dicts, not a single dict")
     if isinstance(data, Iterable):
-        return Source(((r, "") if isinstance(r, dict) else (None, f"expected a dict, got {type(r).__name__}") for r in data), None, "<rows>")
+        return Source(
+            ((r, "") if isinstance(r, dict) else (None, f"expected a dict, got {type(r).__name__}") for r in data),
+            None,
+            "<rows>",
+        )
     raise UsageError(f"unsupported input type: {type(data).__name__}")
 
 

@@ -127,8 +127,12 @@ class ProcessPool:
         self.config = config
         self.workers = workers
         threads = max(1, (os.cpu_count() or 1) // workers)  # share the cores instead of oversubscribing
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(config.to_dict(), threads, os.getpid()))
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(config.to_dict(), threads, os.getpid()),
+        )
 
     def map(self, chunks: Iterable[tuple[int, list[Record]]]) -> Iterator[ChunkResult]:
         inflight: deque[Any] = deque()
@@ -149,8 +153,9 @@ class ProcessPool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_executor(config: VSILConfig, *, engine: str = "local", workers: int = 1, pipeline: Any = None,
-                  address: str | None = None) -> Any:
+def make_executor(
+    config: VSILConfig, *, engine: str = "local", workers: int = 1, pipeline: Any = None, address: str | None = None
+) -> Any:
     """The executor for ``--engine`` and ``--workers``."""
     from vsil.errors import UsageError
 

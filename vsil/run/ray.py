@@ -29,8 +29,9 @@ def require_ray() -> Any:
 class RayActors:
     name = "ray"
 
-    def __init__(self, config: VSILConfig, *, actors: int = 1, address: str | None = None,
-                 num_gpus: float | None = None) -> None:
+    def __init__(
+        self, config: VSILConfig, *, actors: int = 1, address: str | None = None, num_gpus: float | None = None
+    ) -> None:
         ray = require_ray()
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
@@ -64,8 +65,12 @@ class RayActors:
         return dict(ray.get(self.actors[0].describe.remote()))
 
     def engine_info(self) -> dict[str, Any]:
-        return {"address": self.address or "local", "actors": len(self.actors), "actors_reporting": self.reporting,
-                "batches": self.batches}
+        return {
+            "address": self.address or "local",
+            "actors": len(self.actors),
+            "actors_reporting": self.reporting,
+            "batches": self.batches,
+        }
 
     def close(self) -> None:
         import ray

@@ -165,8 +165,10 @@ def run(
         engine["resumed_chunks"] = sink.resumed
         if sink.recomputed:
             engine["recomputed_chunks"] = sink.recomputed
-            manifest["warnings"] = [*manifest.get("warnings", []), f"--resume: {len(sink.recomputed)} finished "
-                                    "chunk(s) no longer matched the input and were scored again"]
+            manifest["warnings"] = [
+                *manifest.get("warnings", []),
+                f"--resume: {len(sink.recomputed)} finished chunk(s) no longer matched the input and were scored again",
+            ]
     manifest["engine"] = engine
     return builder.build(manifest)
 

@@ -1,10 +1,10 @@
 """The audit folder: the one writer and the one reader of each output file.
 
-    OUT/run.json              what the run was started with (config, input), checked by --resume
-    OUT/parts/chunk-NNNNNN.jsonl  one finished chunk's result rows, written atomically, with
-    OUT/parts/chunk-NNNNNN.sha256 the hash of the records it was computed from
-    OUT/results.jsonl         every result row, in input order (joined from the parts at the end)
-    OUT/summary.json          the summary and run manifest
+OUT/run.json              what the run was started with (config, input), checked by --resume
+OUT/parts/chunk-NNNNNN.jsonl  one finished chunk's result rows, written atomically, with
+OUT/parts/chunk-NNNNNN.sha256 the hash of the records it was computed from
+OUT/results.jsonl         every result row, in input order (joined from the parts at the end)
+OUT/summary.json          the summary and run manifest
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ class AuditStore:
             except (OSError, ValueError):
                 old = None
             if old != key:
-                raise UsageError(f"--resume: {self.out_dir} holds a run with other arguments; rerun without "
-                                 "--resume to start over")
+                raise UsageError(
+                    f"--resume: {self.out_dir} holds a run with other arguments; rerun without --resume to start over"
+                )
         elif os.path.isdir(self.parts_dir):
             shutil.rmtree(self.parts_dir)
         os.makedirs(self.parts_dir, exist_ok=True)
@@ -141,8 +142,15 @@ def export_parquet(out_dir: str, batch_rows: int = 4096) -> str:
 
     from vsil.schema import RESULT_COLUMNS
 
-    types = {"vsil_score": pa.float64(), "image_risk": pa.float64(), "text_risk": pa.float64(), "overlap": pa.float64(),
-             "vsil_level": pa.int64(), "row": pa.int64(), "is_leak": pa.bool_()}
+    types = {
+        "vsil_score": pa.float64(),
+        "image_risk": pa.float64(),
+        "text_risk": pa.float64(),
+        "overlap": pa.float64(),
+        "vsil_level": pa.int64(),
+        "row": pa.int64(),
+        "is_leak": pa.bool_(),
+    }
     schema = pa.schema([(c, types.get(c, pa.string())) for c in RESULT_COLUMNS])
     folder = os.path.join(out_dir, "results_parquet")
     os.makedirs(folder, exist_ok=True)
@@ -154,8 +162,9 @@ def export_parquet(out_dir: str, batch_rows: int = 4096) -> str:
         batch.clear()
 
     for d in iter_results(out_dir):
-        batch.append({k: json.dumps(v, ensure_ascii=False) if k in ("leaked_spans", "risk_terms") else v
-                      for k, v in d.items()})
+        batch.append(
+            {k: json.dumps(v, ensure_ascii=False) if k in ("leaked_spans", "risk_terms") else v for k, v in d.items()}
+        )
         if len(batch) >= batch_rows:
             flush()
     if batch:
@@ -171,6 +180,6 @@ def write_summary(out_dir: str, summary: dict[str, Any]) -> str:
     return path
 
 
-def write_rows(path: str, rows: Iterable[dict[str, Any]]) -> None:
+def write_rows(path: str, rows: Iterable[dict[Any, Any]]) -> None:
     """Write result rows as JSONL to ``path`` (``LeakageAudit.save``: rows already in memory)."""
     _atomic_write(path, "".join(dumps_clean(r) + "\n" for r in rows))

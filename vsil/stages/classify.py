@@ -86,7 +86,11 @@ def level_rule(P: np.ndarray, threshold: float, partial_threshold: float | None)
     """0/1/2 level from a (n, 3) class matrix: 2 when P(2) >= ``threshold``; below it, 1 when P(2) >=
     ``partial_threshold`` (a partial leak is a leak the query only half states), or, when that is
     None, the likelier of levels 0 and 1."""
-    below = np.where(P[:, 2] >= partial_threshold, 1, 0) if partial_threshold is not None else np.where(P[:, 1] > P[:, 0], 1, 0)
+    below = (
+        np.where(P[:, 2] >= partial_threshold, 1, 0)
+        if partial_threshold is not None
+        else np.where(P[:, 1] > P[:, 0], 1, 0)
+    )
     return np.where(P[:, 2] >= threshold, 2, below)
 
 
@@ -132,7 +136,8 @@ class ShippedModel:
         return np.asarray(self.proba3(X)[:, 2])
 
     def levels(self, P: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """0/1/2 levels (``level_rule``) at ``threshold`` (default: the shipped one) and the shipped partial threshold."""
+        """0/1/2 levels (``level_rule``) at ``threshold`` (default: the shipped one) and the shipped partial
+        threshold."""
         return level_rule(P, self.threshold if threshold is None else threshold, self.partial_threshold)
 
     def to_json(self) -> str:
@@ -154,7 +159,11 @@ class ShippedModel:
         a, b = d.get("calibration", (1.0, 0.0))
         pt = d.get("partial_threshold")
         return cls(
-            LinearLeakModel.from_dict(d["classifier"]), float(d["threshold"]), d.get("meta", {}), (float(a), float(b)), None if pt is None else float(pt)
+            LinearLeakModel.from_dict(d["classifier"]),
+            float(d["threshold"]),
+            d.get("meta", {}),
+            (float(a), float(b)),
+            None if pt is None else float(pt),
         )
 
 

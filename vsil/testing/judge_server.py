@@ -160,7 +160,9 @@ class FakeJudgeServer:
                 elif fault == "badbody":
                     self._send(200, "{not json")
                     return
-                content = "Sure! {level: two" if fault == "malformed" else json.dumps(server.verdict(query, image_content))
+                content = (
+                    "Sure! {level: two" if fault == "malformed" else json.dumps(server.verdict(query, image_content))
+                )
                 n_prompt = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
                 self._send(
                     200,
@@ -169,8 +171,18 @@ class FakeJudgeServer:
                             "id": f"fake-{server.requests}",
                             "object": "chat.completion",
                             "model": body.get("model", "fake"),
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(content.split()), "total_tokens": n_prompt + len(content.split())},
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": n_prompt,
+                                "completion_tokens": len(content.split()),
+                                "total_tokens": n_prompt + len(content.split()),
+                            },
                         }
                     ),
                 )
@@ -211,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - manual us
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--fail-fraction", type=float, default=0.0)
     a = ap.parse_args(argv)
-    srv = FakeJudgeServer(gold_answers(a.gold) if a.gold else None, latency=a.latency, fail_fraction=a.fail_fraction, port=a.port)
+    srv = FakeJudgeServer(
+        gold_answers(a.gold) if a.gold else None, latency=a.latency, fail_fraction=a.fail_fraction, port=a.port
+    )
     print(srv.base_url, flush=True)
     srv.httpd.serve_forever()
 

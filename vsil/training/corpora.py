@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vsil.errors import UsageError
-from vsil.io.readers import iter_records
 from vsil.io.presets import FIGSTEP_GENERIC_PROMPT
+from vsil.io.readers import iter_records
 
 
 def default_shared_dir() -> str:
@@ -48,7 +48,15 @@ def load_gold(shared: str, name: str = "dev") -> list[Pair]:
     if name == "synthetic":
         rows = [r for r in rows if r.get("agreed", True)]
     return [
-        Pair(r["query"], r["caption"], r.get("safety_reason", ""), int(r["label"]), r.get("source", name), r.get("ref", r["id"]), int(r.get("text_harmful_alone", -1)))
+        Pair(
+            r["query"],
+            r["caption"],
+            r.get("safety_reason", ""),
+            int(r["label"]),
+            r.get("source", name),
+            r.get("ref", r["id"]),
+            int(r.get("text_harmful_alone", -1)),
+        )
         for r in rows
     ]
 
@@ -128,7 +136,13 @@ def benchmark_pairs(shared: str, exclude_refs: set[tuple[str, str]], seed: int =
     # scenarios 08 and 10-13 (lobbying, legal/financial/health advice, government decisions) hold many
     # benign questions, so their leak status is not known by construction
     harmful_scen = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "09-")
-    add([Pair(r.query, r.caption, "", 2, "mm_safetybench", r.id) for r in _preset_rows(mm, "mm_safetybench:question") if r.id.startswith(harmful_scen)])
+    add(
+        [
+            Pair(r.query, r.caption, "", 2, "mm_safetybench", r.id)
+            for r in _preset_rows(mm, "mm_safetybench:question")
+            if r.id.startswith(harmful_scen)
+        ]
+    )
     reph = list(_preset_rows(mm, "mm_safetybench:rephrased"))
     common = {t for t, c in Counter(r.query for r in reph).items() if c >= 5}
     add([Pair(r.query, r.caption, "", 0, "mm_safetybench", r.id) for r in reph if r.query in common])

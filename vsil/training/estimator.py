@@ -41,7 +41,9 @@ class LeakageClassifier(ClassifierMixin, BaseEstimator):
         lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=5000)
         lr.fit((X - mean) / scale, y, sample_weight=sample_weight)
         names = tuple(self.feature_names) or tuple(f"f{i}" for i in range(X.shape[1]))
-        self.model_ = LinearLeakModel(names, lr.classes_, mean, scale, lr.coef_, lr.intercept_, {"C": self.C, "class_weight": self.class_weight})
+        self.model_ = LinearLeakModel(
+            names, lr.classes_, mean, scale, lr.coef_, lr.intercept_, {"C": self.C, "class_weight": self.class_weight}
+        )
         self.classes_ = lr.classes_
         return self
 

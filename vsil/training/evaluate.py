@@ -20,7 +20,11 @@ def leak_metrics(y_level: np.ndarray, score: np.ndarray, pred_level: np.ndarray,
     out["recall"] = float(recall_score(y, pred, zero_division=0))
     out["accuracy"] = float((y == pred).mean())
     lv = np.asarray(y_level)
-    out["kappa3"] = float(cohen_kappa_score(lv, pred_level)) if len(set(lv.tolist()) | set(np.asarray(pred_level).tolist())) > 1 else float("nan")
+    out["kappa3"] = (
+        float(cohen_kappa_score(lv, pred_level))
+        if len(set(lv.tolist()) | set(np.asarray(pred_level).tolist())) > 1
+        else float("nan")
+    )
     return out
 
 
@@ -34,7 +38,9 @@ def best_f1_threshold(y_level: np.ndarray, score: np.ndarray, grid: np.ndarray |
     return max(scores)[2]
 
 
-def choose_partial_threshold(y_level: np.ndarray, P: np.ndarray, threshold: float, grid: np.ndarray | None = None) -> float | None:
+def choose_partial_threshold(
+    y_level: np.ndarray, P: np.ndarray, threshold: float, grid: np.ndarray | None = None
+) -> float | None:
     """How the classifier says "partial leak" (level 1), chosen by 3-level Cohen's kappa.
 
     Candidates: the multinomial rule (``None``: level 1 when P(1) > P(0)) and every partial threshold
@@ -59,6 +65,7 @@ def choose_partial_threshold(y_level: np.ndarray, P: np.ndarray, threshold: floa
 
 def format_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     """A plain Markdown table."""
+
     def fmt(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -67,7 +74,9 @@ def format_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def oracle_judged_f1(y_level: np.ndarray, score: np.ndarray, threshold: float, band: tuple[float, float]) -> tuple[float, float]:
+def oracle_judged_f1(
+    y_level: np.ndarray, score: np.ndarray, threshold: float, band: tuple[float, float]
+) -> tuple[float, float]:
     """(leak F1, share of rows judged) when rows with ``band[0] <= score < band[1]`` get their gold
     label from an ideal judge and the others keep the classifier's decision."""
     s = np.asarray(score)
@@ -83,7 +92,9 @@ def routed_f1(y_level: np.ndarray, score: np.ndarray, threshold: float, judged: 
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
 
-def choose_judge_band(y_level: np.ndarray, score: np.ndarray, threshold: float, max_rate: float = 0.12, step: float = 0.01) -> tuple[float, float]:
+def choose_judge_band(
+    y_level: np.ndarray, score: np.ndarray, threshold: float, max_rate: float = 0.12, step: float = 0.01
+) -> tuple[float, float]:
     """The uncertainty band [low, high) around ``threshold`` sent to the judge under ``--judge auto``.
 
     Rule: over bands on a ``step`` grid that contain the threshold and hold at most ``max_rate`` of

@@ -23,6 +23,19 @@ from typing import Any
 import numpy as np
 
 from vsil.stages.classify import LinearLeakModel, ShippedModel
+from vsil.stages.features import PairFeatures, combine
+from vsil.stages.features.harm import N_FEATURES, HarmModel, featurize
+from vsil.stages.features.lexical import LEXICAL_FEATURES, PairAnalysis, analyze_pair
+from vsil.stages.features.semantic import (
+    PROTOTYPES_FILE,
+    SEMANTIC_FEATURES,
+    HarmHead,
+    LinearHead,
+    PrototypeHead,
+    SemanticFeaturizer,
+)
+from vsil.stages.risk.taxonomy import load_taxonomy
+from vsil.stages.risk.text import tokenize
 from vsil.training.corpora import Pair, benchmark_pairs, harm_corpus, load_gold
 from vsil.training.estimator import LeakageClassifier
 from vsil.training.evaluate import (
@@ -34,12 +47,7 @@ from vsil.training.evaluate import (
     oracle_judged_f1,
     routed_f1,
 )
-from vsil.stages.features.lexical import LEXICAL_FEATURES, PairAnalysis, analyze_pair
-from vsil.stages.features.harm import N_FEATURES, HarmModel, featurize
 from vsil.util.jsonio import dumps_clean
-from vsil.stages.features.semantic import PROTOTYPES_FILE, SEMANTIC_FEATURES, HarmHead, LinearHead, PrototypeHead, SemanticFeaturizer
-from vsil.stages.risk.taxonomy import load_taxonomy
-from vsil.stages.risk.text import tokenize
 
 PKG_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 N_FOLDS = 5
@@ -65,7 +73,9 @@ def train_harm_model(texts: list[str], labels: list[int], C: float = 4.0, seed: 
     return HarmModel(coef, float(lr.intercept_[0]), {"n_train": len(texts), "n_harmful": int(sum(labels)), "C": C})
 
 
-def train_sem_head(E: np.ndarray, labels: list[int], C: float = 2.0, seed: int = 0, meta: dict[str, Any] | None = None) -> LinearHead:
+def train_sem_head(
+    E: np.ndarray, labels: list[int], C: float = 2.0, seed: int = 0, meta: dict[str, Any] | None = None
+) -> LinearHead:
     from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed)
@@ -116,19 +126,26 @@ class ModelReport:
         cols = ["source", "n", "positives", "auroc", "f1", "precision", "recall", "kappa3"]
         j = self.judge
         band = (
-            f"\njudge band [{j['band'][0]:.2f}, {j['band'][1]:.2f}): ideal-judge leak F1 {j['shipped']['oracle_f1']:.3f} at {j['shipped']['call_rate']:.1%} calls "
-            f"(shipped model); band chosen without each source: {j['held_out']['oracle_f1']:.3f} at {j['held_out']['call_rate']:.1%} calls"
+            f"\njudge band [{j['band'][0]:.2f}, {j['band'][1]:.2f}): ideal-judge leak F1 "
+            f"{j['shipped']['oracle_f1']:.3f} at {j['shipped']['call_rate']:.1%} calls (shipped model); band chosen "
+            f"without each source: {j['held_out']['oracle_f1']:.3f} at {j['held_out']['call_rate']:.1%} calls"
             if j
             else ""
         )
         pt = "P(1) > P(0)" if self.partial_threshold is None else f"P(2) >= {self.partial_threshold:.2f}"
         held = [{"source": s, **m} for s, m in self.train_loso.items()]
         train_table = (
-            "\ntraining pairs, each source scored by a classifier fitted without it (labels by construction):\n" + format_table(held, cols)
+            "\ntraining pairs, each source scored by a classifier fitted without it (labels by construction):\n"
+            + format_table(held, cols)
             if held
             else ""
         )
-        return f"## {self.name} (threshold {self.threshold:.2f}, level 1 when {pt})\n" + format_table(rows, cols) + band + train_table
+        return (
+            f"## {self.name} (threshold {self.threshold:.2f}, level 1 when {pt})\n"
+            + format_table(rows, cols)
+            + band
+            + train_table
+        )
 
 
 @dataclass
@@ -160,7 +177,9 @@ def _held_out_proba(clfs: dict[str, LinearLeakModel], X: np.ndarray, src: np.nda
     return P
 
 
-def _per_source(y: np.ndarray, P: np.ndarray, lv: np.ndarray, src: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
+def _per_source(
+    y: np.ndarray, P: np.ndarray, lv: np.ndarray, src: np.ndarray, threshold: float
+) -> dict[str, dict[str, Any]]:
     return {s: leak_metrics(y[src == s], P[src == s, 2], lv[src == s], threshold) for s in sorted(set(src.tolist()))}
 
 
@@ -187,7 +206,14 @@ def _held_out_band(y: np.ndarray, score: np.ndarray, srcs: np.ndarray, threshold
 
 
 def fit_and_evaluate(
-    name: str, train_pairs: list[Pair], Xtr: np.ndarray, dev: list[Pair], Xdev: np.ndarray, names: tuple[str, ...], C: float, meta: dict[str, Any]
+    name: str,
+    train_pairs: list[Pair],
+    Xtr: np.ndarray,
+    dev: list[Pair],
+    Xdev: np.ndarray,
+    names: tuple[str, ...],
+    C: float,
+    meta: dict[str, Any],
 ) -> tuple[ShippedModel, ModelReport]:
     ydev = np.array([p.label for p in dev])
     srcs = np.array([p.source for p in dev])
@@ -237,7 +263,8 @@ def fit_and_evaluate(
         "train_pairs_leave_source_out": rep.train_loso,
         "dev_metrics_shipped": rep.shipped,
         "judge_band": list(band),
-        "judge_band_rule": f"band [low, high) around the threshold, 0.01 grid, holding at most {JUDGE_MAX_RATE:.0%} of the shipped model's dev predictions, "
+        "judge_band_rule": f"band [low, high) around the threshold, 0.01 grid, holding at most {JUDGE_MAX_RATE:.0%} "
+        "of the shipped model's dev predictions, "
         "that maximises leak F1 when its rows get the gold label (an ideal judge)",
         "judge_band_dev": rep.judge,
     }
@@ -289,10 +316,19 @@ def train(
     log(f"lexical features: {len(train_pairs)} training pairs, {len(dev)} dev rows, {time.time() - t0:.1f}s")
     meta = {"trained_at": time.strftime("%Y-%m-%d"), "seed": seed, "training_data": report.n_train}
 
-    def mat(A: list[PairAnalysis], names: tuple[str, ...]) -> np.ndarray:
+    def mat(A: list[PairAnalysis] | list[PairFeatures], names: tuple[str, ...]) -> np.ndarray:
         return np.stack([a.vector(names) for a in A])
 
-    lex_model, lex_rep = fit_and_evaluate("lexical-logreg", train_pairs, mat(A_tr, LEXICAL_FEATURES), dev, mat(A_dev, LEXICAL_FEATURES), LEXICAL_FEATURES, C, meta)
+    lex_model, lex_rep = fit_and_evaluate(
+        "lexical-logreg",
+        train_pairs,
+        mat(A_tr, LEXICAL_FEATURES),
+        dev,
+        mat(A_dev, LEXICAL_FEATURES),
+        LEXICAL_FEATURES,
+        C,
+        meta,
+    )
     report.models["lexical"] = lex_rep
     outputs: dict[str, str] = {"classifier_lexical.json": lex_model.to_json()}
 
@@ -314,21 +350,40 @@ def train(
             oof_scores.append(fold_protos[-1].score(E[held]))
             oof_labels += [labels[i] for i in held]
         a, b = calibrate_prototypes(np.concatenate(oof_scores), np.asarray(oof_labels))
-        fold_heads = [HarmHead(lin, PrototypeHead(pr.harmful, pr.benign, pr.k, a, b)) for lin, pr in zip(fold_lin, fold_protos)]
+        fold_heads = [
+            HarmHead(lin, PrototypeHead(pr.harmful, pr.benign, pr.k, a, b)) for lin, pr in zip(fold_lin, fold_protos)
+        ]
         H, B = train_prototypes(E, labels, seed=seed)
-        lin_meta = {"embedder": choice.description, "n_train": len(texts), "prototypes": list(PROTOTYPES), "prototype_calibration": [a, b]}
+        lin_meta = {
+            "embedder": choice.description,
+            "n_train": len(texts),
+            "prototypes": list(PROTOTYPES),
+            "prototype_calibration": [a, b],
+        }
         head = HarmHead(train_sem_head(E, labels, seed=seed, meta=lin_meta), PrototypeHead(H, B, PROTOTYPES[2], a, b))
         log(f"semantic harm head on {choice.description}: {time.time() - t0:.1f}s")
         feat = SemanticFeaturizer(emb, tax, head)
-        for A, pairs, crossfit in ((A_tr, train_pairs, True), (A_dev, dev, False)):
+        F_tr: list[PairFeatures] = []
+        F_dev: list[PairFeatures] = []
+        for A, F, pairs, crossfit in ((A_tr, F_tr, train_pairs, True), (A_dev, F_dev, dev, False)):
             for i in range(0, len(pairs), 512):
                 items = [(p.query, a.query_tokens, a) for p, a in zip(pairs[i : i + 512], A[i : i + 512])]
-                heads = [fold_heads[fold_of[p.query]] if crossfit and p.query in fold_of else head for p in pairs[i : i + 512]]
-                feat.add_features(items, heads)
+                heads = [
+                    fold_heads[fold_of[p.query]] if crossfit and p.query in fold_of else head
+                    for p in pairs[i : i + 512]
+                ]
+                F += [combine(a, s) for (_, _, a), s in zip(items, feat.features(items, heads))]
         log(f"semantic features: {time.time() - t0:.1f}s")
         names = LEXICAL_FEATURES + SEMANTIC_FEATURES
         sem_model, sem_rep = fit_and_evaluate(
-            "semantic-logreg", train_pairs, mat(A_tr, names), dev, mat(A_dev, names), names, C, {**meta, "embedder": choice.description}
+            "semantic-logreg",
+            train_pairs,
+            mat(F_tr, names),
+            dev,
+            mat(F_dev, names),
+            names,
+            C,
+            {**meta, "embedder": choice.description},
         )
         report.models["semantic"] = sem_rep
         outputs["classifier_semantic.json"] = sem_model.to_json()
@@ -352,7 +407,13 @@ def train(
 def main_json(report: TrainReport) -> str:
     return dumps_clean(
         {
-            k: {"loso": m.loso, "overall_loso": m.overall_loso, "shipped": m.shipped, "threshold": m.threshold, "train_pairs_leave_source_out": m.train_loso}
+            k: {
+                "loso": m.loso,
+                "overall_loso": m.overall_loso,
+                "shipped": m.shipped,
+                "threshold": m.threshold,
+                "train_pairs_leave_source_out": m.train_loso,
+            }
             for k, m in report.models.items()
         },
         indent=1,

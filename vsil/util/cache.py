@@ -85,7 +85,9 @@ class KVCache:
             for k, v in items.items():
                 self._remember(ns, k, v)
             if self._db is not None:
-                self._db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", [(ns, k, v) for k, v in items.items()])
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", [(ns, k, v) for k, v in items.items()]
+                )
                 self._db.commit()
 
     def _remember(self, ns: str, k: str, v: Value) -> None:
@@ -109,7 +111,9 @@ def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, timeout=30)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB, PRIMARY KEY (ns, key))")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB, PRIMARY KEY (ns, key))"
+        )
         db.execute("SELECT count(*) FROM kv LIMIT 1").fetchone()
         db.commit()
     except sqlite3.DatabaseError:

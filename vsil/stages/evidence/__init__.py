@@ -38,8 +38,10 @@ def parse_policy(spec: str) -> list[str]:
         parts = ["auto"]
     bad = [p for p in parts if p not in POLICIES]
     if bad:
-        raise UsageError(f"unknown evidence {', '.join(bad)}; choose auto, given, ocr, clip, caption or a "
-                         "comma-separated combination")
+        raise UsageError(
+            f"unknown evidence {', '.join(bad)}; choose auto, given, ocr, clip, caption or a "
+            "comma-separated combination"
+        )
     if "auto" in parts and len(parts) > 1:
         raise UsageError("--evidence auto cannot be combined with other sources")
     return list(dict.fromkeys(parts))
@@ -104,8 +106,10 @@ class EvidenceStage:
                 return "no image evidence: missing caption and no image"
             backends = self._auto_backends()
             if not backends:
-                return ("image given but no caption, and no image-evidence backend is available "
-                        "(pip install 'vsil[ocr]', or pass --clip-model / --captioner)")
+                return (
+                    "image given but no caption, and no image-evidence backend is available "
+                    "(pip install 'vsil[ocr]', or pass --clip-model / --captioner)"
+                )
             return [], backends
         use_given = given if "given" in self.policy else []
         backends = [b for b in self.policy if b != "given"]

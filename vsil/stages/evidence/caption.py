@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from vsil.util.device import pick_device
 from vsil.errors import MissingDependencyError, UsageError
+from vsil.util.device import pick_device
 
 
 class Captioner:
@@ -29,12 +29,19 @@ class Captioner:
     def describe_config(cls, config: Any) -> str:
         return f"caption:{config.evidence.captioner}"
 
-    def __init__(self, model: str, *, device: str | None = None, batch_size: int = 8, max_new_tokens: int = 40, prompt: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        batch_size: int = 8,
+        max_new_tokens: int = 40,
+        prompt: str | None = None,
+    ) -> None:
         if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
             raise MissingDependencyError("transformers", "caption")
         if not model:
             raise UsageError("the captioner needs a model name or local path (--captioner)")
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.device = pick_device(device)
@@ -58,7 +65,12 @@ class Captioner:
             enc = self.processor(**kw).to(self.device)
             with torch.inference_mode():
                 ids = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
-            if self.prompt and "input_ids" in enc and not self.model.config.is_encoder_decoder and ids.shape[1] > enc["input_ids"].shape[1]:
+            if (
+                self.prompt
+                and "input_ids" in enc
+                and not self.model.config.is_encoder_decoder
+                and ids.shape[1] > enc["input_ids"].shape[1]
+            ):
                 ids = ids[:, enc["input_ids"].shape[1] :]
             out += [str(t).strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
         return out

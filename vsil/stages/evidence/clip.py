@@ -16,15 +16,30 @@ import importlib.util
 import json
 from typing import Any
 
-from vsil.util.device import pick_device
 from vsil.errors import MissingDependencyError, UsageError
 from vsil.stages.risk.taxonomy import Taxonomy, load_taxonomy
+from vsil.util.device import pick_device
 
 TEMPLATES = ("a photo of {}.", "an image showing {}.", "a close-up picture of {}.", "a photo that contains {}.")
 NEUTRAL_CONCEPTS = (
-    "an ordinary everyday scene", "a person", "a group of people", "food on a table", "a landscape", "a city street",
-    "an animal", "a room interior", "a document with text", "a product on a shelf", "a vehicle", "sports",
-    "a plant or flowers", "a computer screen", "toys", "a kitchen", "clothing", "a building",
+    "an ordinary everyday scene",
+    "a person",
+    "a group of people",
+    "food on a table",
+    "a landscape",
+    "a city street",
+    "an animal",
+    "a room interior",
+    "a document with text",
+    "a product on a shelf",
+    "a vehicle",
+    "sports",
+    "a plant or flowers",
+    "a computer screen",
+    "toys",
+    "a kitchen",
+    "clothing",
+    "a building",
 )
 
 
@@ -40,9 +55,12 @@ class ClipTagger:
     def from_config(cls, config: Any, *, taxonomy: Taxonomy | None = None, **context: Any) -> ClipTagger:
         e = config.evidence
         if not e.clip_model:
-            raise UsageError("--evidence clip needs an open_clip model (--clip-model NAME [--clip-pretrained TAG|PATH])")
-        return cls(e.clip_model, e.clip_pretrained, device=config.run.device, thresholds=e.clip_thresholds,
-                   taxonomy=taxonomy)
+            raise UsageError(
+                "--evidence clip needs an open_clip model (--clip-model NAME [--clip-pretrained TAG|PATH])"
+            )
+        return cls(
+            e.clip_model, e.clip_pretrained, device=config.run.device, thresholds=e.clip_thresholds, taxonomy=taxonomy
+        )
 
     @classmethod
     def describe_config(cls, config: Any) -> str:
@@ -64,10 +82,11 @@ class ClipTagger:
         if importlib.util.find_spec("open_clip") is None:
             raise MissingDependencyError("open_clip_torch", "clip")
         import open_clip
-        import torch
 
         self.device = pick_device(device)
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=self.device)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            model, pretrained=pretrained, device=self.device
+        )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model)
         self.batch_size = max(1, batch_size)
@@ -83,7 +102,9 @@ class ClipTagger:
             self.thresholds = dict(thresholds or {})
         self.default_threshold = default_factor / len(self.labels)
         th_hash = hashlib.sha256(json.dumps(self.thresholds, sort_keys=True).encode()).hexdigest()[:12]
-        self.cache_id = f"clip:{model}:{pretrained}:{len(self.labels)}:{th_hash}:{self.default_threshold:.5f}:{max_tags}"
+        self.cache_id = (
+            f"clip:{model}:{pretrained}:{len(self.labels)}:{th_hash}:{self.default_threshold:.5f}:{max_tags}"
+        )
         self.text_features = self._encode_concepts()
 
     def _encode_concepts(self) -> Any:
@@ -116,7 +137,11 @@ class ClipTagger:
     def tags(self, images: list[Any]) -> list[list[tuple[str, float]]]:
         out = []
         for row in self.scores(images):
-            found = [(self.labels[j], float(row[j])) for j in range(self.n_risk) if row[j] >= self.thresholds.get(self.labels[j], self.default_threshold)]
+            found = [
+                (self.labels[j], float(row[j]))
+                for j in range(self.n_risk)
+                if row[j] >= self.thresholds.get(self.labels[j], self.default_threshold)
+            ]
             found.sort(key=lambda t: -t[1])
             out.append(found[: self.max_tags])
         return out

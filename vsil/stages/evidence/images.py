@@ -61,7 +61,9 @@ def _decode(data: bytes, origin: str, max_pixels: int) -> Any:
             im = Image.open(io.BytesIO(data))
             w, h = im.size
             if w * h > max_pixels:
-                raise ImageError(f"image {origin} is {w}x{h} pixels, above the limit of {max_pixels} (decompression-bomb guard)")
+                raise ImageError(
+                    f"image {origin} is {w}x{h} pixels, above the limit of {max_pixels} (decompression-bomb guard)"
+                )
             if getattr(im, "is_animated", False):
                 im.seek(0)
             im.load()

@@ -36,7 +36,11 @@ class OCRBackend:
         result, _ = self.engine(np.asarray(image))
         if not result:
             return ""
-        return " ".join(reading_order([(box, text) for box, text, conf in result if float(conf) >= self.min_confidence and text.strip()]))
+        return " ".join(
+            reading_order(
+                [(box, text) for box, text, conf in result if float(conf) >= self.min_confidence and text.strip()]
+            )
+        )
 
     def describe(self, images: list[Any]) -> list[str]:
         return [self.read(im) for im in images]

@@ -76,12 +76,22 @@ class FeatureStage:
     def run(self, pairs: list[tuple[Record, Evidence]]) -> list[PairFeatures | str]:
         rendered: dict[str, float] = {}
         if self.semantic is not None:
-            rendered = self.semantic.harm_probs([t for _, ev in pairs for f, t in ev.parts if f in RENDERED_TEXT_FIELDS])
+            rendered = self.semantic.harm_probs(
+                [t for _, ev in pairs for f, t in ev.parts if f in RENDERED_TEXT_FIELDS]
+            )
         lexical: list[PairAnalysis | str] = []
         for rec, ev in pairs:
             try:
-                lexical.append(analyze_pair(rec.query, list(ev.parts), self.taxonomy, self.harm,
-                                            query_tokens=tokenize(rec.query), rendered_harm=rendered))
+                lexical.append(
+                    analyze_pair(
+                        rec.query,
+                        list(ev.parts),
+                        self.taxonomy,
+                        self.harm,
+                        query_tokens=tokenize(rec.query),
+                        rendered_harm=rendered,
+                    )
+                )
             except Exception as e:  # one bad row must not stop the run
                 lexical.append(f"feature extraction failed: {e}")
         ok = [(rec.query, a.query_tokens, a) for (rec, _), a in zip(pairs, lexical) if not isinstance(a, str)]

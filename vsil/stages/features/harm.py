@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vsil.stages.risk.text import Token, tokenize
+from vsil.stages.risk.text import Token
 
 N_FEATURES = 2**18
 
@@ -56,9 +56,6 @@ class HarmModel:
 
     def proba(self, tokens: list[Token]) -> float:
         return float(1.0 / (1.0 + np.exp(-self.decision(tokens))))
-
-    def predict_proba_texts(self, texts: list[str]) -> np.ndarray:
-        return np.array([self.proba(tokenize(t)) for t in texts])
 
     def contributions(self, tokens: list[Token]) -> list[tuple[int, int, float]]:
         """Per n-gram contribution to the harm logit: (token start, token end, contribution)."""

@@ -64,14 +64,27 @@ def _bigrams(tokens: list[Token], keep: set[str]) -> set[tuple[str, str]]:
 RENDERED_TERM = "<harmful rendered text>"
 
 
-def rendered_text_risk(text: str, field: str, toks: list[Token], harm: HarmModel, extra: dict[str, float] | None = None) -> list[RiskTerm]:
+def rendered_text_risk(
+    text: str, field: str, toks: list[Token], harm: HarmModel, extra: dict[str, float] | None = None
+) -> list[RiskTerm]:
     """Text rendered in the image (OCR) is itself the risk of a typographic image: its text-only harm
     score (the larger of the lexical model's and ``extra[text]``, e.g. the semantic head's) becomes one
     risk term spanning the text, so it counts in ``image_risk``."""
     p = max(1.0 / (1.0 + math.exp(-harm.decision(toks))), (extra or {}).get(text, 0.0))
     if p < 0.05:
         return []
-    return [RiskTerm(term=text, lemma=RENDERED_TERM, category="rendered_text", subcategory="harmful_rendered_text", weight=round(p, 4), start=0, end=len(text), field=field)]
+    return [
+        RiskTerm(
+            term=text,
+            lemma=RENDERED_TERM,
+            category="rendered_text",
+            subcategory="harmful_rendered_text",
+            weight=round(p, 4),
+            start=0,
+            end=len(text),
+            field=field,
+        )
+    ]
 
 
 def analyze_pair(

@@ -97,7 +97,10 @@ class PrototypeHead:
 
     def save(self, path: str) -> None:
         np.savez_compressed(
-            path, harmful=self.harmful.astype(np.float16), benign=self.benign.astype(np.float16), params=np.array([self.k, self.a, self.b], dtype=np.float64)
+            path,
+            harmful=self.harmful.astype(np.float16),
+            benign=self.benign.astype(np.float16),
+            params=np.array([self.k, self.a, self.b], dtype=np.float64),
         )
 
     @classmethod
@@ -138,7 +141,9 @@ def load_sem_harm(path: str | None = None) -> HarmHead | None:
             linear = LinearHead.from_json(files.joinpath("sem_harm.json").read_text(encoding="utf-8"))
             proto_file = files.joinpath(PROTOTYPES_FILE)
             if not proto_file.is_file():  # the shipped classifier was trained on the blended head
-                raise RuntimeError(f"the shipped model file {PROTOTYPES_FILE} is missing: reinstall vsil or run `vsil train`")
+                raise RuntimeError(
+                    f"the shipped model file {PROTOTYPES_FILE} is missing: reinstall vsil or run `vsil train`"
+                )
             with proto_file.open("rb") as f:
                 return HarmHead(linear, PrototypeHead.load(f))
         with open(path, encoding="utf-8") as f:
@@ -225,7 +230,9 @@ class SemanticFeaturizer:
                 "sem_content_match": content,
                 "sem_proto_max": float(proto_sim[k].max()),
                 "sem_proto_evidence": float(proto_sim[k, ev_proto].max()) if ev_proto else 0.0,
-                "sem_deictic_unnamed": float(a.features["deictic"] > 0 and term_match < 0.55 and a.features["risk_overlap"] == 0.0),
+                "sem_deictic_unnamed": float(
+                    a.features["deictic"] > 0 and term_match < 0.55 and a.features["risk_overlap"] == 0.0
+                ),
                 "sem_text_x_image": sem_harm * a.image_risk,
             }
             out.append(SemanticFeatures(values, sem_harm, spans))

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 
 from vsil.stages.judge.base import Completion, JudgeBackend, JudgeCallError, Messages
 from vsil.stages.judge.cache import JudgeCache, judge_key
-from vsil.stages.judge.prompt import PROMPT_VERSION, Verdict, VerdictError, build_messages, parse_verdict, retry_messages
+from vsil.stages.judge.prompt import (
+    PROMPT_VERSION,
+    Verdict,
+    VerdictError,
+    build_messages,
+    parse_verdict,
+    retry_messages,
+)
 
 __all__ = ["PROMPT_VERSION", "Judge", "JudgeItem", "JudgeOutcome", "JudgeStats", "Verdict", "describe_judge"]
 

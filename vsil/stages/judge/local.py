@@ -12,9 +12,9 @@ import importlib.util
 import os
 from typing import Any
 
-from vsil.util.device import pick_device
 from vsil.errors import MissingDependencyError, UsageError
 from vsil.stages.judge.base import Completion, JudgeCallError, Messages, OnResult
+from vsil.util.device import pick_device
 
 SMOLLM2_ALIAS = "smollm2"
 
@@ -58,10 +58,11 @@ class TransformersJudge:
     def describe_config(cls, config: Any) -> str:
         return f"transformers:{config.judge.model}"
 
-    def __init__(self, model: str, *, device: str | None = None, batch_size: int = 8, max_new_tokens: int = 160) -> None:
+    def __init__(
+        self, model: str, *, device: str | None = None, batch_size: int = 8, max_new_tokens: int = 160
+    ) -> None:
         if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
             raise MissingDependencyError("transformers", "judge-local")
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not model:
@@ -84,7 +85,9 @@ class TransformersJudge:
     def _generate(self, conversations: list[Messages]) -> list[Completion]:
         import torch
 
-        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+        texts = [
+            self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+        ]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         with torch.inference_mode():
             out = self.lm.generate(

@@ -31,8 +31,16 @@ class OpenAIJudge:
     @classmethod
     def from_config(cls, config: Any, **context: Any) -> OpenAIJudge:
         j = config.judge
-        return cls(j.model or "", j.base_url, j.api_key_env, concurrency=j.concurrency, timeout=j.timeout,
-                   max_retries=j.max_retries, backoff=j.backoff, seed=config.run.seed)
+        return cls(
+            j.model or "",
+            j.base_url,
+            j.api_key_env,
+            concurrency=j.concurrency,
+            timeout=j.timeout,
+            max_retries=j.max_retries,
+            backoff=j.backoff,
+            seed=config.run.seed,
+        )
 
     @classmethod
     def describe_config(cls, config: Any) -> str:
@@ -61,7 +69,9 @@ class OpenAIJudge:
             raise UsageError("judge concurrency must be >= 1")
         key = os.environ.get(api_key_env, "")
         if not key and "api.openai.com" in base_url:
-            raise UsageError(f"no API key: set the environment variable {api_key_env} (keys are never read from flags or files)")
+            raise UsageError(
+                f"no API key: set the environment variable {api_key_env} (keys are never read from flags or files)"
+            )
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -97,7 +107,12 @@ class OpenAIJudge:
         """One chat completion, with retries. Raises ``JudgeCallError`` when it fails for good."""
         import httpx
 
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+        }
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
         last = ""
@@ -123,7 +138,9 @@ class OpenAIJudge:
     def complete_batch(self, conversations: list[Messages], on_result: OnResult) -> None:
         if not conversations:
             return
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="vsil-judge") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="vsil-judge"
+        ) as pool:
             futures = {pool.submit(self.complete, c): i for i, c in enumerate(conversations)}
             for fut in as_completed(futures):
                 exc = fut.exception()

@@ -23,7 +23,9 @@ def judge_band(config: Any, shipped: Any) -> tuple[float, float] | None:
         return None
     band = config.judge.band or ((float(shipped[0]), float(shipped[1])) if shipped else None)
     if band is None:
-        raise UsageError("judge='auto' needs an uncertainty band: this classifier ships none, so set judge_band=[low, high]")
+        raise UsageError(
+            "judge='auto' needs an uncertainty band: this classifier ships none, so set judge_band=[low, high]"
+        )
     return (float(band[0]), float(band[1]))
 
 
@@ -83,8 +85,14 @@ class JudgeStage:
                 spans = []
             elif v.span_start >= 0:
                 spans = [{"start": v.span_start, "end": v.span_start + len(v.leaked_span), "text": v.leaked_span}]
-            out[i] = replace(r, vsil_level=v.level, is_leak=v.level == 2, decided_by="judge",
-                             judge_rationale=v.rationale, leaked_spans=spans)
+            out[i] = replace(
+                r,
+                vsil_level=v.level,
+                is_leak=v.level == 2,
+                decided_by="judge",
+                judge_rationale=v.rationale,
+                leaked_spans=spans,
+            )
         return out
 
     def close(self) -> None:
