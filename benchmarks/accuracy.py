@@ -85,7 +85,8 @@ def _run() -> argparse.Namespace:
         lx = leakage_score(q, caption=cap, embedder="none")
         se = leakage_score(q, caption=cap)
         print(
-            f"  [{lab}] {q!r}: lexical {lx.vsil_level} ({lx.vsil_score:.2f}), semantic {se.vsil_level} ({se.vsil_score:.2f}), "
+            f"  [{lab}] {q!r}: lexical {lx.vsil_level} ({lx.vsil_score:.2f}), "
+            f"semantic {se.vsil_level} ({se.vsil_score:.2f}), "
             f"text-only {2 if se.text_risk >= 0.5 else 0} ({se.text_risk:.2f})"
         )
     if a.loso:

@@ -226,13 +226,16 @@ def main() -> None:
             "",
             format_table(stages, ["stage", "s per 1k rows"]),
             "",
-            f"Engines on {a.rows} rows (semantic default; each run a fresh process: start-up, model loading and, for Ray, starting a local Ray instance included; peak RSS per process):",
+            f"Engines on {a.rows} rows (semantic default; each run a fresh process: start-up, model loading and, "
+            "for Ray, starting a local Ray instance included; peak RSS per process):",
             "",
             format_table(runs, cols),
             "",
             f"Local 1 worker vs Ray 2 actors: identical rows: {ok_small} (largest score difference {diff_small:.1e}). "
-            "One local worker already uses every core through torch's threads, so on a small machine more workers mostly add "
-            "model copies; they pay off when there are more cores than one process's threads use (each worker gets cores / workers threads). "
+            "One local worker already uses every core through torch's threads, "
+            "so on a small machine more workers mostly add "
+            "model copies; they pay off when there are more cores than one process's threads use "
+            "(each worker gets cores / workers threads). "
             "Ray actors default to one CPU each.",
             "",
             f"Large run, {a.big_rows} rows, embedder={a.big_embedder}:",
@@ -244,13 +247,19 @@ def main() -> None:
             "Sizing (derived from the per-stage costs above, not measured on a cluster):",
             "",
             f"- the stage costs were measured in one process using all {os.cpu_count()} cores (torch threads): about "
-            f"{3600 * 1000 / cpu_row_s:,.0f} rows/hour per {os.cpu_count()}-core worker in the semantic default ({cpu_row_s:.2f} s per 1k rows), "
-            f"i.e. about {3600 * 1000 / cpu_row_s / (os.cpu_count() or 1):,.0f} rows/hour per core if threads scale linearly; "
+            f"{3600 * 1000 / cpu_row_s:,.0f} rows/hour per {os.cpu_count()}-core worker in the semantic default "
+            f"({cpu_row_s:.2f} s per 1k rows), "
+            f"i.e. about {3600 * 1000 / cpu_row_s / (os.cpu_count() or 1):,.0f} rows/hour per core "
+            "if threads scale linearly; "
             f"lexical-only about {3600 * 1000 / cpu_side:,.0f} rows/hour (single-threaded);",
-            f"- a GPU worker moves the embedding off the CPU; its CPU-side stages ({cpu_side:.2f} s per 1k rows per core) then bound it at "
-            f"about {3600 * 1000 / cpu_side:,.0f} rows/hour per CPU core that feeds it (no GPU was available to measure the embedding there);",
-            f"- 10M pairs, semantic default: about {1e7 * cpu_row_s * (os.cpu_count() or 1) / 1000 / 3600:,.0f} CPU-core-hours, e.g. "
-            f"{1e7 * cpu_row_s * (os.cpu_count() or 1) / 1000 / 3600 / 64:,.1f} h on 64 cores; add OCR at about 0.4 s per distinct image per core, "
+            f"- a GPU worker moves the embedding off the CPU; its CPU-side stages "
+            f"({cpu_side:.2f} s per 1k rows per core) then bound it at "
+            f"about {3600 * 1000 / cpu_side:,.0f} rows/hour per CPU core that feeds it "
+            "(no GPU was available to measure the embedding there);",
+            f"- 10M pairs, semantic default: about "
+            f"{1e7 * cpu_row_s * (os.cpu_count() or 1) / 1000 / 3600:,.0f} CPU-core-hours, e.g. "
+            f"{1e7 * cpu_row_s * (os.cpu_count() or 1) / 1000 / 3600 / 64:,.1f} h on 64 cores; "
+            "add OCR at about 0.4 s per distinct image per core, "
             "and judge calls for the routed share of rows (see the judge routing table).",
             "",
             "Reproduce: `python benchmarks/scaling.py --update-docs`",

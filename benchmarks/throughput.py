@@ -194,18 +194,23 @@ def main() -> None:
         {
             "rows": n,
             "LLM calls": n,
-            f"hours at {a.llm_latency:g} s/call, {a.llm_concurrency} in flight": f"{n * a.llm_latency / a.llm_concurrency / 3600:.2f}",
+            f"hours at {a.llm_latency:g} s/call, {a.llm_concurrency} in flight": (
+                f"{n * a.llm_latency / a.llm_concurrency / 3600:.2f}"
+            ),
         }
         for n in sizes
     ]
     text = "\n".join(
         [
-            f"Machine: {machine()}. Inputs resampled (seed 0) from real benchmark rows, each query made unique with its row number "
-            "(so the per-text embedding cache cannot flatter large inputs); each run is a fresh process, start-up included; no warm cache.",
+            f"Machine: {machine()}. Inputs resampled (seed 0) from real benchmark rows, "
+            "each query made unique with its row number "
+            "(so the per-text embedding cache cannot flatter large inputs); "
+            "each run is a fresh process, start-up included; no warm cache.",
             "",
             format_table(rows, cols),
             "",
-            f"Judging every row with an LLM instead (no classifier), at an assumed {a.llm_latency:g} s per call and {a.llm_concurrency} calls in flight:",
+            f"Judging every row with an LLM instead (no classifier), at an assumed {a.llm_latency:g} s per call "
+            f"and {a.llm_concurrency} calls in flight:",
             "",
             format_table(llm, list(llm[0])),
             "",

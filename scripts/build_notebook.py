@@ -35,11 +35,13 @@ CELLS = [
     ("code", "audit = LeakageAudit(data, **options).run(show_progress_bar=False)\naudit"),
     (
         "code",
-        "s = audit.summary()\n{k: s[k] for k in ('n', 'n_error', 'leak_rate', 'ci95', 'level_counts')} | {'mode': s['manifest']['backends']['mode']}",
+        "s = audit.summary()\n{k: s[k] for k in ('n', 'n_error', 'leak_rate', 'ci95', 'level_counts')} "
+        "| {'mode': s['manifest']['backends']['mode']}",
     ),
     (
         "md",
-        "## The worst leaks\n`vsil_score` is the probability of leak; `leaked_spans` are the query words that reveal the risk.",
+        "## The worst leaks\n`vsil_score` is the probability of leak; "
+        "`leaked_spans` are the query words that reveal the risk.",
     ),
     ("code", "worst = audit.issues().head(8)\nworst[['id', 'vsil_score', 'query', 'leaked_spans']]"),
     (
@@ -53,7 +55,8 @@ CELLS = [
         "        query = query[: sp['start']] + 'this' + query[sp['end'] :]\n    return query\n\n"
         "rows = []\nfor _, r in worst.iterrows():\n    new_q = mask(r['query'], r['leaked_spans'])\n"
         "    after = leakage_score(new_q, caption=r['caption_used'])\n"
-        "    rows.append({'id': r['id'], 'before': round(r['vsil_score'], 3), 'after': round(after.vsil_score, 3), 'masked query': new_q})\n"
+        "    rows.append({'id': r['id'], 'before': round(r['vsil_score'], 3), "
+        "'after': round(after.vsil_score, 3), 'masked query': new_q})\n"
         "import pandas as pd\nfixed = pd.DataFrame(rows)\nfixed",
     ),
     (

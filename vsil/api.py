@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, overload
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
 
 _PIPELINES: OrderedDict[str, Pipeline] = OrderedDict()
 _LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_pipelines() -> None:
+    """The cache opened these pipelines, so it closes them (judge HTTP clients, SQLite caches)."""
+    with _LOCK:
+        while _PIPELINES:
+            _PIPELINES.popitem()[1].close()
 
 
 def get_pipeline(cfg: VSILConfig) -> Pipeline:

@@ -100,9 +100,12 @@ _worker: Worker | None = None
 
 
 def _init_worker(cfg: dict[str, Any], threads: int, parent: int) -> None:
+    import atexit
+
     global _worker
     _watch_parent(parent)
     _worker = Worker(cfg, threads)
+    atexit.register(_worker.close)  # the worker opened its judge and caches, so it closes them
 
 
 def _score_in_worker(k: int, records: list[Record]) -> ChunkResult:

@@ -51,7 +51,7 @@ from vsil.util.jsonio import dumps_clean
 
 PKG_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 N_FOLDS = 5
-JUDGE_MAX_RATE = 0.15  # share of dev rows the auto-routing band may hold (issue 5: at most 15%)
+JUDGE_MAX_RATE = 0.15  # share of dev rows the auto-routing band may hold: the judge budget
 DEFAULT_C = 0.3  # inverse regularisation of the leak classifiers (of 0.1 / 0.3 / 1.0, the best leak F1 under LOSO)
 
 
