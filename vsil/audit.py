@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from vsil.config import VSILConfig, resolve_config
-from vsil.run.store import RESULTS, iter_results, read_summary, write_rows, write_summary
+from vsil.run.store import iter_results, read_summary, write_results, write_summary
 from vsil.schema import RESULT_COLUMNS
 from vsil.util.jsonio import dumps_clean
 
@@ -27,17 +27,14 @@ def gate_passed(summary: dict[str, Any], max_leak_rate: float) -> bool:
 
 def write_report(out_dir: str, path: str | None = None, title: str | None = None) -> str:
     """(Re)build ``report.html`` from the saved results of an audit folder."""
-    from vsil.report import render_report
+    from vsil.report import save_report
 
-    target = path or os.path.join(out_dir, "report.html")
-    html = render_report(
+    return save_report(
+        path or os.path.join(out_dir, "report.html"),
         read_summary(out_dir),
         iter_results(out_dir),
         title=title or f"vsil audit: {os.path.basename(os.path.abspath(out_dir))}",
     )
-    with open(target, "w", encoding="utf-8") as f:
-        f.write(html)
-    return target
 
 
 def compare(dirs: list[str], out_path: str | None = None, names: list[str] | None = None) -> pd.DataFrame:
@@ -130,7 +127,7 @@ class LeakageAudit:
         """Write ``results.jsonl``, ``summary.json`` (and ``report.html``) to ``out_dir``."""
         df, s = self._need()
         os.makedirs(out_dir, exist_ok=True)
-        write_rows(os.path.join(out_dir, RESULTS), df.to_dict("records"))
+        write_results(out_dir, df.to_dict("records"))
         write_summary(out_dir, s)
         if html:
             write_report(out_dir)
@@ -150,12 +147,10 @@ class LeakageAudit:
 
     def save_html(self, path: str, title: str = "vsil leakage audit") -> str:
         """Write the self-contained HTML report to ``path``."""
-        from vsil.report import render_report
+        from vsil.report import save_report
 
         df, s = self._need()
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(render_report(s, ({str(k): v for k, v in r.items()} for r in df.to_dict("records")), title=title))
-        return path
+        return save_report(path, s, ({str(k): v for k, v in r.items()} for r in df.to_dict("records")), title=title)
 
     def _repr_html_(self) -> str:
         if self._summary is None:

@@ -179,9 +179,7 @@ def _sample_rows(top: list[dict[str, Any]]) -> str:
         )
     return (
         "<table><tr><th>id</th><th>score</th><th>level</th><th>query (leaked span)</th>"
-        "<th>image evidence (risk terms)</th><th>decided by</th></tr>"
-        + "".join(out)
-        + "</table>"
+        "<th>image evidence (risk terms)</th><th>decided by</th></tr>" + "".join(out) + "</table>"
     )
 
 
@@ -268,3 +266,11 @@ img-src data:; style-src 'unsafe-inline'">
 1</th><th>level 2</th><th>mode</th></tr>{rows}</table></section>
 </body></html>
 """
+
+
+def save_report(path: str, summary: dict[str, Any], rows: Iterable[dict[str, Any]], title: str) -> str:
+    """The one writer of an audit's HTML report; returns ``path``."""
+    html = render_report(summary, rows, title=title)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(html)
+    return path

@@ -25,7 +25,7 @@ from typing import Any
 from vsil.config import VSILConfig
 from vsil.io.readers import iter_records
 from vsil.run.executors import ChunkResult
-from vsil.run.store import AuditStore
+from vsil.run.store import AuditStore, write_results
 from vsil.schema import LeakageResult, Record, RunStats, result_from_dict
 from vsil.summary import SummaryBuilder
 
@@ -92,8 +92,9 @@ class DirSink:
 
     def finish(self, n_chunks: int) -> SummaryBuilder:
         builder = SummaryBuilder()
-        for d in self.store.write_results(self.store.iter_part_rows(n_chunks)):
-            builder.add(result_from_dict(d))
+        write_results(
+            self.store.out_dir, self.store.iter_part_rows(n_chunks), lambda d: builder.add(result_from_dict(d))
+        )
         return builder
 
 

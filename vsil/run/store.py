@@ -81,16 +81,6 @@ class AuditStore:
                     if line.strip():
                         yield json.loads(line)
 
-    def write_results(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Write ``results.jsonl`` from ``rows`` (atomically, at the end), yielding each row as written."""
-        path = os.path.join(self.out_dir, RESULTS)
-        tmp = path + ".part"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for d in rows:
-                f.write(dumps_clean(d) + "\n")
-                yield d
-        os.replace(tmp, path)
-
     @property
     def results_path(self) -> str:
         return os.path.join(self.out_dir, RESULTS)
@@ -181,5 +171,23 @@ def write_summary(out_dir: str, summary: dict[str, Any]) -> str:
 
 
 def write_rows(path: str, rows: Iterable[dict[Any, Any]]) -> None:
-    """Write result rows as JSONL to ``path`` (``LeakageAudit.save``: rows already in memory)."""
+    """Write a part's result rows as JSONL to ``path`` (atomically)."""
     _atomic_write(path, "".join(dumps_clean(r) + "\n" for r in rows))
+
+
+def write_results(out_dir: str, rows: Iterable[dict[Any, Any]], on_row: Any = None) -> str:
+    """The one writer of ``results.jsonl``: every row, in the order given, written atomically at the end;
+    ``on_row(row)`` sees each row as it is written (the summary is built from exactly these rows)."""
+    path = os.path.join(out_dir, RESULTS)
+    tmp = path + ".part"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for d in rows:
+                f.write(dumps_clean(d) + "\n")
+                if on_row is not None:
+                    on_row(d)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
