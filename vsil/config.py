@@ -109,6 +109,10 @@ class EvidenceConfig:
         default=None,
         metadata=_opt("text prompt passed with each image to the captioner", flat="captioner_prompt", metavar="TEXT"),
     )
+    max_image_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata=_opt("refuse image files above N bytes before reading them", flat="max_image_bytes", metavar="N"),
+    )
     max_image_pixels: int = field(
         default=64_000_000,
         metadata=_opt("refuse images above N pixels (decompression-bomb guard)", flat="max_image_pixels", metavar="N"),
@@ -364,6 +368,7 @@ class VSILConfig:
             raise ValueError(f"threshold must be in [0, 1], got {c.threshold}")
         _check_int("batch_size", r.batch_size, 1)
         _check_int("max_image_pixels", e.max_image_pixels, 1)
+        _check_int("max_image_bytes", e.max_image_bytes, 1)
         _check_int("judge_concurrency", j.concurrency, 1)
         _check_int("judge_max_retries", j.max_retries, 0)
         _check_int("seed", r.seed, 0)

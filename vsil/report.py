@@ -8,11 +8,12 @@ the page as markup.
 from __future__ import annotations
 
 import base64
+import functools
 import heapq
 import html
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 CSS = """
@@ -66,6 +67,21 @@ def _plt() -> Any:
     return plt
 
 
+def literal_text(fn: Callable[..., str]) -> Callable[..., str]:
+    """Run a chart function with matplotlib's math syntax off: dataset names such as ``$x^$`` are
+    plain text in every label (and cannot break the report)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@literal_text
 def chart_levels(levels: dict[str, int]) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 2.8))
@@ -76,6 +92,7 @@ def chart_levels(levels: dict[str, int]) -> str:
     return _png(fig)
 
 
+@literal_text
 def chart_hist(scores: list[float], threshold: float) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 2.8))
@@ -88,6 +105,7 @@ def chart_hist(scores: list[float], threshold: float) -> str:
     return _png(fig)
 
 
+@literal_text
 def chart_rates(rates: dict[str, dict[str, Any]], title: str, max_bars: int = 25) -> str:
     if not rates:
         return ""

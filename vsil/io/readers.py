@@ -8,6 +8,7 @@ Every input row becomes exactly one record; a row that cannot be used carries ``
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from vsil.errors import UsageError
 from vsil.io.presets import Preset, get_preset
 from vsil.schema import Record
 
+PEEK_ROWS = 100  # rows of a schemaless input (JSONL, JSON, a list) whose keys are checked against the columns
 FIELDS = ("query", "caption", "image", "safety_reason", "id", "category", "source")
 
 
@@ -28,39 +30,67 @@ RawItem = tuple[dict[str, Any] | None, str]  # (raw row or None, parse error)
 
 
 # ---------------------------------------------------------------- raw readers (streaming)
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+
+
+def _magic(path: str, n: int = 4) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _open_binary(path: str) -> Any:
+    """The file, transparently gunzipped when it is gzip (whatever its name says)."""
+    if _magic(path, 2) == GZIP_MAGIC:
+        import gzip
+
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
 def _iter_jsonl(path: str) -> Iterator[RawItem]:
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield None, f"line {n}: undecodable byte at position {e.start} (not UTF-8)"
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield None, f"line {n}: broken JSON ({e.msg} at column {e.colno})"
-                continue
-            if not isinstance(obj, dict):
-                yield None, f"line {n}: expected a JSON object, got {type(obj).__name__}"
-                continue
-            yield obj, ""
+    import gzip
+
+    with _open_binary(path) as f:
+        try:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield None, f"undecodable byte: line {n}, position {e.start} (not UTF-8)"
+                    continue
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as e:
+                    yield None, f"broken JSON: line {n}, {e.msg} at column {e.colno}"
+                    continue
+                if not isinstance(obj, dict):
+                    yield None, f"not a JSON object: line {n} holds a {type(obj).__name__}"
+                    continue
+                yield obj, ""
+        except (gzip.BadGzipFile, EOFError, OSError) as e:
+            raise UsageError(f"{path}: cannot read the compressed file ({e})") from None
 
 
 def _iter_json(path: str) -> Iterator[RawItem]:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        with _open_binary(path) as f:
+            data = json.loads(f.read().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"{path}: not valid UTF-8 JSON ({e})") from e
+        raise UsageError(f"{path}: not valid UTF-8 JSON ({e})") from None
+    except (EOFError, OSError) as e:
+        raise UsageError(f"{path}: cannot read ({e})") from None
     if isinstance(data, dict):
         data = [{**v, "_id": k} if isinstance(v, dict) else v for k, v in data.items()]
     if not isinstance(data, list):
         raise UsageError(f"{path}: expected a JSON list of objects")
     for i, obj in enumerate(data):
-        yield (obj, "") if isinstance(obj, dict) else (None, f"item {i}: expected an object, got {type(obj).__name__}")
+        yield (obj, "") if isinstance(obj, dict) else (None, f"not a JSON object: item {i} is a {type(obj).__name__}")
 
 
 def _csv_header(path: str, delim: str) -> list[str]:
@@ -77,23 +107,39 @@ def _iter_csv(path: str, delim: str) -> Iterator[RawItem]:
                 continue
             bad = [header[i] if i < len(header) else str(i) for i, c in enumerate(cells) if _has_surrogate(c)]
             if bad:
-                yield None, f"line {n}: undecodable byte in column {bad[0]!r} (not UTF-8)"
+                yield None, f"undecodable byte: line {n}, column {bad[0]!r} (not UTF-8)"
             elif len(cells) != len(header):
-                yield None, f"line {n}: malformed CSV row with {len(cells)} fields, header has {len(header)}"
+                yield None, f"malformed CSV row: line {n} has {len(cells)} fields, the header {len(header)}"
             else:
                 yield dict(zip(header, cells)), ""
 
 
 def _has_surrogate(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
+    """Undecodable bytes (read with surrogateescape) or lone surrogates from JSON escapes."""
+    return any("\ud800" <= ch <= "\udfff" for ch in s)
+
+
+def _parquet_file(path: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if _magic(path) != PARQUET_MAGIC:
+        raise UsageError(f"{path} is not a Parquet file (no PAR1 header)")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UsageError(f"{path}: unreadable Parquet file ({e})") from None
 
 
 def _iter_parquet(path: str, batch: int) -> Iterator[RawItem]:
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
-    for b in pq.ParquetFile(path).iter_batches(batch_size=batch):
-        for r in b.to_pylist():
-            yield r, ""
+    try:
+        for b in _parquet_file(path).iter_batches(batch_size=batch):
+            for r in b.to_pylist():
+                yield r, ""
+    except (pa.ArrowException, OSError) as e:
+        raise UsageError(f"{path}: unreadable Parquet file ({e})") from None
 
 
 def _iter_frame(df: Any, batch: int) -> Iterator[RawItem]:
@@ -162,9 +208,7 @@ def open_source(data: Any, batch: int, preset: Preset | None = None) -> Source:
             delim = "\t" if low.endswith(".tsv") else ","
             return Source(_iter_csv(path, delim), _csv_header(path, delim), path)
         if low.endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-
-            cols = list(pq.ParquetFile(path).schema_arrow.names)
+            cols = list(_parquet_file(path).schema_arrow.names)
             return Source(_iter_parquet(path, batch), cols, path)
         raise UsageError(f"unsupported input format: {path} (use .jsonl, .json, .csv, .tsv or .parquet)")
     mod = type(data).__module__
@@ -202,11 +246,20 @@ def _text_field(rec: Record, name: str, v: Any, required: bool = False) -> str:
         rec.error = rec.error or f"{name} is {type(v).__name__}, expected text"
         return ""
     if _has_surrogate(v):
-        rec.error = rec.error or f"{name} has an undecodable byte"
+        rec.error = rec.error or f"invalid text: {name} has an undecodable byte or an unpaired surrogate"
         return ""
     if required and not v.strip():
         rec.error = rec.error or f"empty {name}"
     return v
+
+
+def _label(rec: Record, name: str, v: Any) -> str:
+    """A category / source label as text; an unusable one is escaped and fails the row."""
+    s = str(_clean(v) or "")
+    if _has_surrogate(s):
+        rec.error = rec.error or f"invalid text: {name} has an undecodable byte or an unpaired surrogate"
+        return s.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return s
 
 
 def normalise(raw: dict[str, Any], row: int, cols: ColumnMap, preset: Preset | None, variant: str) -> list[Record]:
@@ -226,14 +279,17 @@ def normalise(raw: dict[str, Any], row: int, cols: ColumnMap, preset: Preset | N
     out = []
     for c in canon_rows:
         rid = _clean(c.get("id"))
-        rec = Record(row=row, id=str(rid) if rid is not None and str(rid) != "" else str(row))
+        rec = Record(row=row, id=str(rid) if rid is not None and str(rid) != "" else f"row-{row}")
+        if _has_surrogate(rec.id) or "\x00" in rec.id:
+            rec.id = rec.id.encode("utf-8", "backslashreplace").decode("ascii", "replace").replace("\x00", "\\x00")
+            rec.error = "invalid text: id has an undecodable byte, an unpaired surrogate or a NUL"
         rec.query = _text_field(rec, "query", c.get("query"), required=True)
         rec.caption = _text_field(rec, "caption", c.get("caption"))
         rec.safety_reason = _text_field(rec, "safety_reason", c.get("safety_reason"))
         img = _clean(c.get("image"))
         rec.image = img if img not in ("",) else None
-        rec.category = str(_clean(c.get("category")) or "")
-        rec.source = str(_clean(c.get("source")) or "")
+        rec.category = _label(rec, "category", c.get("category"))
+        rec.source = _label(rec, "source", c.get("source"))
         if not rec.error and not rec.caption.strip() and not rec.safety_reason.strip() and rec.image is None:
             rec.error = "no image evidence: missing caption and no image"
         out.append(rec)
@@ -253,15 +309,22 @@ def iter_records(
     cols = columns or ColumnMap()
     p, variant = get_preset(preset) if preset else (None, "default")
     src = open_source(data, chunk_size, p)
+    rows: Iterator[RawItem] = src.rows
     if src.columns is not None:
         _check_columns(src.columns, cols, p)
+    elif p is None or p.reader is None:  # schemaless rows: check the columns of the first objects
+        head = list(islice(rows, PEEK_ROWS))
+        seen = sorted({k for raw, _ in head if raw is not None for k in raw})
+        if any(raw is not None for raw, _ in head):
+            _check_columns(seen, cols, p)
+        rows = itertools.chain(head, rows)
     counter = iter(range(1 << 62))
 
     def gen() -> Iterator[Record]:
-        for raw, err in src.rows:
+        for raw, err in rows:
             row = next(counter)
             if raw is None:
-                yield Record(row=row, id=str(row), error=err)
+                yield Record(row=row, id=f"row-{row}", error=err)
                 continue
             yield from normalise(raw, row, cols, p, variant)
 

@@ -51,10 +51,10 @@ class MemorySink:
         self.builder = SummaryBuilder()
         self.n_chunks = 0
 
-    def done(self, k: int, records: list[Record]) -> bool:
-        return False
+    def done(self, k: int, records: list[Record]) -> RunStats | None:
+        return None
 
-    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record]) -> None:
+    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record], stats: RunStats) -> None:
         for d in rows:
             r = result_from_dict(d)
             self.builder.add(r)
@@ -74,21 +74,22 @@ class DirSink:
         self.resumed = 0
         self.recomputed: list[int] = []
 
-    def done(self, k: int, records: list[Record]) -> bool:
+    def done(self, k: int, records: list[Record]) -> RunStats | None:
+        """The saved counters of chunk ``k`` when it is finished on disk and still matches ``records``."""
         if not self.resume:
-            return False
+            return None
         found = self.store.part_info(k)
         if found is None:
-            return False
-        ids, digest = found
+            return None
+        ids, digest, stats = found
         if ids == [r.id for r in records] and digest == chunk_hash(records):
             self.resumed += 1
-            return True
+            return RunStats.from_dict(stats)
         self.recomputed.append(k)  # the input changed under this chunk: score it again
-        return False
+        return None
 
-    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record]) -> None:
-        self.store.write_part(k, rows, chunk_hash(records))
+    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record], stats: RunStats) -> None:
+        self.store.write_part(k, rows, chunk_hash(records), stats.to_dict())
 
     def finish(self, n_chunks: int) -> SummaryBuilder:
         builder = SummaryBuilder()
@@ -128,6 +129,7 @@ def run(
     else:
         sink = MemorySink(on_result)
     h = hashlib.sha256()
+    ids = IdTracker()
     stats = RunStats()
     descriptions: list[dict[str, Any]] = []
     n_chunks = 0
@@ -140,7 +142,10 @@ def run(
                 n_chunks = k + 1
                 for rec in chunk:
                     rec.hash_into(h)
-                if sink.done(k, chunk):
+                    ids.add(rec.id)
+                saved = sink.done(k, chunk)
+                if saved is not None:  # a finished chunk of an earlier segment: its rows and counters count
+                    stats.add(saved)
                     bar.update(len(chunk))
                     continue
                 pending[k] = chunk
@@ -149,11 +154,13 @@ def run(
         try:
             for res in ex.map(todo()):
                 _account(res, stats, descriptions)
-                sink.put(res.k, res.rows, pending.pop(res.k))
+                sink.put(res.k, res.rows, pending.pop(res.k), res.stats)
                 bar.update(len(res.rows))
             manifest = _manifest(config, descriptions, ex)
         finally:
             ex.close()
+            if store is not None:
+                store.close()
     builder = sink.finish(n_chunks)
     manifest.update(
         data_sha256=h.hexdigest(),
@@ -171,7 +178,33 @@ def run(
                 f"--resume: {len(sink.recomputed)} finished chunk(s) no longer matched the input and were scored again",
             ]
     manifest["engine"] = engine
+    if ids.duplicates:
+        manifest["warnings"] = [*manifest.get("warnings", []), ids.warning()]
     return builder.build(manifest)
+
+
+class IdTracker:
+    """Counts duplicate row ids (checked exactly for the first ``limit`` distinct ids)."""
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self.seen: set[str] = set()
+        self.limit = limit
+        self.duplicates = 0
+        self.examples: list[str] = []
+
+    def add(self, rid: str) -> None:
+        if rid in self.seen:
+            self.duplicates += 1
+            if len(self.examples) < 3:
+                self.examples.append(rid)
+        elif len(self.seen) < self.limit:
+            self.seen.add(rid)
+
+    def warning(self) -> str:
+        return (
+            f"{self.duplicates} row(s) repeat an earlier id (e.g. {', '.join(map(repr, self.examples))}); "
+            "results are still one per input row, in input order, but ids do not identify them"
+        )
 
 
 def _account(res: ChunkResult, stats: RunStats, descriptions: list[dict[str, Any]]) -> None:

@@ -19,6 +19,7 @@ from vsil.errors import UsageError
 from vsil.util.jsonio import dumps_clean
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".vsil.lock"
 PARTS = "parts"
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -32,10 +33,38 @@ class AuditStore:
             raise UsageError(f"--out {out_dir} is a file, not a folder")
         self.out_dir = out_dir
         self.parts_dir = os.path.join(out_dir, PARTS)
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on the folder for this run: a second audit into it is refused."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            f = open(os.path.join(self.out_dir, LOCK_FILE), "a+")
+        except OSError as e:
+            raise UsageError(f"cannot write to --out {self.out_dir}: {e.strerror}") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise UsageError(
+                f"another vsil audit is writing to {self.out_dir} (lock {LOCK_FILE} is held); wait for it to finish "
+                "or choose another --out"
+            ) from None
+        self._lock = f
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def start(self, key: dict[str, Any], *, resume: bool) -> None:
         """Begin a run: with ``resume``, refuse a folder holding another run; without it, drop old parts."""
-        os.makedirs(self.out_dir, exist_ok=True)
+        self.lock()
         run_path = os.path.join(self.out_dir, RUN_FILE)
         if resume and os.path.exists(run_path):
             try:
@@ -55,22 +84,26 @@ class AuditStore:
     def _part(self, k: int) -> str:
         return os.path.join(self.parts_dir, f"chunk-{k:06d}.jsonl")
 
-    def write_part(self, k: int, rows: list[dict[str, Any]], digest: str) -> None:
-        """Finished chunk ``k``: its rows and the hash of the records they were computed from (the
-        hash first, so a part on disk always has the hash of its own records)."""
-        _atomic_write(self._part(k)[: -len(".jsonl")] + ".sha256", digest)
+    def write_part(self, k: int, rows: list[dict[str, Any]], digest: str, stats: dict[str, Any]) -> None:
+        """Finished chunk ``k``: its rows, and beside them the hash of the records they were computed from
+        and the chunk's counters (written first, so a part on disk always has its own)."""
+        _atomic_write(self._meta(k), json.dumps({"sha256": digest, "stats": stats}))
         write_rows(self._part(k), rows)
 
-    def part_info(self, k: int) -> tuple[list[str], str] | None:
-        """(ids, record hash) of finished chunk ``k``, or None when it is not on disk or unreadable."""
+    def _meta(self, k: int) -> str:
+        return os.path.join(self.parts_dir, f"chunk-{k:06d}.meta.json")
+
+    def part_info(self, k: int) -> tuple[list[str], str, dict[str, Any]] | None:
+        """(ids, record hash, counters) of finished chunk ``k``, or None when it is not on disk or unreadable."""
         path = self._part(k)
         if not os.path.exists(path):
             return None
         try:
             with open(path, encoding="utf-8") as f:
                 ids = [json.loads(line)["id"] for line in f if line.strip()]
-            with open(path[: -len(".jsonl")] + ".sha256", encoding="utf-8") as f:
-                return ids, f.read().strip()
+            with open(self._meta(k), encoding="utf-8") as f:
+                meta = json.load(f)
+            return ids, str(meta["sha256"]), dict(meta.get("stats") or {})
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -135,7 +135,7 @@ class EvidenceStage:
             if isinstance(plan, str) or not plan[1]:
                 continue
             try:
-                src = read_image(rec.image, self.config.evidence.image_root, mp)
+                src = read_image(rec.image, self.config.evidence.image_root, mp, self.config.evidence.max_image_bytes)
             except ImageError as e:
                 out[i] = str(e)
                 continue

@@ -13,6 +13,7 @@ from typing import Any
 
 from vsil.errors import MissingDependencyError, UsageError
 from vsil.util.device import pick_device
+from vsil.util.loading import check_model_folder, load_model, offline
 
 
 class Captioner:
@@ -45,8 +46,10 @@ class Captioner:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.device = pick_device(device)
-        self.processor = AutoProcessor.from_pretrained(model)
-        lm: Any = AutoModelForImageTextToText.from_pretrained(model)
+        check_model_folder("--captioner", model)
+        kw = {"local_files_only": True} if offline() else {}
+        self.processor = load_model("--captioner", model, lambda: AutoProcessor.from_pretrained(model, **kw))
+        lm: Any = load_model("--captioner", model, lambda: AutoModelForImageTextToText.from_pretrained(model, **kw))
         self.model = lm.to(self.device).eval()
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens

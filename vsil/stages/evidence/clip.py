@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 from typing import Any
 
 from vsil.errors import MissingDependencyError, UsageError
 from vsil.stages.risk.taxonomy import Taxonomy, load_taxonomy
 from vsil.util.device import pick_device
+from vsil.util.loading import load_model, looks_like_path
 
 TEMPLATES = ("a photo of {}.", "an image showing {}.", "a close-up picture of {}.", "a photo that contains {}.")
 NEUTRAL_CONCEPTS = (
@@ -84,8 +86,14 @@ class ClipTagger:
         import open_clip
 
         self.device = pick_device(device)
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=pretrained, device=self.device
+        if pretrained and looks_like_path(pretrained) and not os.path.isfile(os.path.expanduser(pretrained)):
+            raise UsageError(f"--clip-pretrained {pretrained}: no such checkpoint file")
+        if model not in open_clip.list_models() and not model.startswith(("hf-hub:", "local-dir:")):
+            raise UsageError(f"--clip-model {model!r} is not an open_clip model name (see open_clip.list_models())")
+        self.model, _, self.preprocess = load_model(
+            "--clip-model",
+            f"{model}/{pretrained}",
+            lambda: open_clip.create_model_and_transforms(model, pretrained=pretrained, device=self.device),
         )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model)

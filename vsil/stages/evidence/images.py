@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # an image file above this size is refused before it is read
 
 
 class ImageError(ValueError):
@@ -36,6 +37,10 @@ def _within(path: str, root: str) -> bool:
 
 def resolve_path(ref: str, image_root: str | None) -> str:
     """The real path of ``ref`` under ``image_root`` (default: the working directory), or ImageError."""
+    if "\x00" in ref:
+        raise ImageError(f"image path {ref[:80]!r} contains a NUL byte")
+    if any("\ud800" <= ch <= "\udfff" for ch in ref):
+        raise ImageError(f"image path {ref[:80]!r} is not valid Unicode")
     if "://" in ref or ref.startswith("data:"):
         raise ImageError(f"image {ref[:80]!r} is a URL; only local files are read")
     root = os.path.realpath(image_root or os.getcwd())
@@ -111,9 +116,12 @@ class ImageSource:
         return _decode(self.data, self.origin, max_pixels)
 
 
-def read_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageSource:
+def read_image(
+    ref: Any, image_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ImageSource:
     """Read one image reference (see ``load_image``) and hash it without decoding the pixels
-    (in-memory PIL images are converted, since their pixels are their content)."""
+    (in-memory PIL images are converted, since their pixels are their content). A file above
+    ``max_bytes`` is refused before it is read."""
     if isinstance(ref, dict):
         if ref.get("bytes"):
             ref = ref["bytes"]
@@ -125,6 +133,8 @@ def read_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAUL
         data = bytes(ref)
         if not data:
             raise ImageError("image bytes are empty")
+        if len(data) > max_bytes:
+            raise ImageError(f"image bytes are {len(data):,}, above the limit of {max_bytes:,}")
         return ImageSource(hashlib.sha256(data).hexdigest(), "(bytes)", data=data)
     if isinstance(ref, (str, os.PathLike)):
         s = os.fspath(ref)
@@ -132,8 +142,11 @@ def read_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAUL
             raise ImageError("image path is empty")
         path = resolve_path(s, image_root)
         try:
+            size = os.path.getsize(path)
+            if size > max_bytes:
+                raise ImageError(f"image file {s} is {size:,} bytes, above the limit of {max_bytes:,}")
             with open(path, "rb") as f:
-                data = f.read()
+                data = f.read(max_bytes + 1)
         except OSError as e:
             raise ImageError(f"cannot read image {s}: {e.strerror}") from None
         return ImageSource(hashlib.sha256(data).hexdigest(), s, data=data)

@@ -22,6 +22,7 @@ import numpy as np
 
 from vsil.errors import MissingDependencyError, UsageError
 from vsil.util.cache import KVCache
+from vsil.util.loading import check_model_folder, load_model, offline
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,8 @@ def resolve_embedder(
         return Embedder(model, name, rev, batch_size, show_progress_bar, cache_dir)
 
     if spec != "auto":
-        model = load_sentence_transformer(spec, device)
+        check_model_folder("--embedder", spec)
+        model = load_model("--embedder", spec, lambda: load_sentence_transformer(spec, device, offline()))
         rev = _revision(spec) if os.path.isdir(spec) else ""
         return EmbedderChoice(make(model, spec, rev), f"sentence-transformers:{spec}", [])
     if importlib.util.find_spec("sentence_transformers") is None:

@@ -19,7 +19,7 @@ import numpy as np
 from vsil.stages.features.embed import Embedder
 from vsil.stages.features.lexical import RENDERED_TERM, PairAnalysis
 from vsil.stages.risk.taxonomy import Taxonomy
-from vsil.stages.risk.text import Token
+from vsil.stages.risk.text import Token, normalized
 
 SEMANTIC_FEATURES: tuple[str, ...] = (
     "sem_text_risk",
@@ -181,7 +181,8 @@ class SemanticFeaturizer:
         uniq = sorted({t for t in texts if t.strip()})
         if self.harm_head is None or not uniq:
             return {}
-        return dict(zip(uniq, (float(p) for p in self.harm_head.proba(self.embedder.encode(uniq)))))
+        probs = self.harm_head.proba(self.embedder.encode([normalized(t) for t in uniq]))
+        return dict(zip(uniq, (float(p) for p in probs)))
 
     def features(
         self,
@@ -194,11 +195,11 @@ class SemanticFeaturizer:
             return []
         out: list[SemanticFeatures] = []
         emb = self.embedder
-        Q = emb.encode([q for q, _, _ in items])
+        Q = emb.encode([normalized(q) for q, _, _ in items])
         words: set[str] = set()
         for _, toks, a in items:
             words.update(t.lemma for t in _content_words(toks))
-            words.update(t.term.lower() for t in a.risk_terms)
+            words.update(normalized(t.term).lower() for t in a.risk_terms)
             words.update(a.evidence_words)
         vocab = sorted(words)
         W = emb.encode(vocab) if vocab else np.zeros((0, emb.dim), dtype=np.float32)
@@ -210,7 +211,11 @@ class SemanticFeaturizer:
             qwords = _content_words(toks)
             Wq = W[[widx[t.lemma] for t in qwords]] if qwords else np.zeros((0, emb.dim), dtype=np.float32)
             terms = [t for t in a.risk_terms if t.weight >= 0.3 and t.lemma != RENDERED_TERM]
-            Wr = W[[widx[t.term.lower()] for t in terms]] if terms else np.zeros((0, emb.dim), dtype=np.float32)
+            Wr = (
+                W[[widx[normalized(t.term).lower()] for t in terms]]
+                if terms
+                else np.zeros((0, emb.dim), dtype=np.float32)
+            )
             weights = np.array([t.weight for t in terms])
             term_match = 0.0
             spans: list[tuple[int, int]] = []

@@ -20,6 +20,7 @@ from vsil.stages.judge.prompt import (
     parse_verdict,
     retry_messages,
 )
+from vsil.util.redact import redact
 
 __all__ = ["PROMPT_VERSION", "Judge", "JudgeItem", "JudgeOutcome", "JudgeStats", "Verdict", "describe_judge"]
 
@@ -39,11 +40,17 @@ class JudgeOutcome:
 
 @dataclass
 class JudgeStats:
-    """Counts for the summary. ``calls`` are requests actually sent (retries after a malformed answer
-    included); ``cached`` rows were served from the cache; ``failed`` rows got no valid verdict."""
+    """Counts for the summary. ``rows`` were routed to the judge; ``cached`` of them were served from
+    the cache; ``calls`` are conversations sent to the backend (the corrective retry after a malformed
+    answer counts again); ``requests`` are the HTTP requests (or generations) those took, network
+    ``retries`` included; ``answers`` are the replies received; ``malformed`` of them were not a valid
+    verdict; ``failed`` rows got no valid verdict at all."""
 
     rows: int = 0
     calls: int = 0
+    requests: int = 0
+    retries: int = 0
+    answers: int = 0
     cached: int = 0
     failed: int = 0
     malformed: int = 0
@@ -107,17 +114,18 @@ class Judge:
             with self._lock:
                 self.stats.calls += 1
                 if isinstance(ans, Completion):
+                    self.stats.answers += 1
                     self.stats.prompt_tokens += ans.prompt_tokens
                     self.stats.completion_tokens += ans.completion_tokens
             if isinstance(ans, JudgeCallError):
-                p.errors.append(f"judge call failed: {ans}")
+                p.errors.append(redact(f"judge call failed: {ans}"))
                 return
             try:
                 v = parse_verdict(ans.text, p.item.query)
             except VerdictError as e:
                 with self._lock:
                     self.stats.malformed += 1
-                p.errors.append(f"malformed judge answer: {e}")
+                p.errors.append(redact(f"malformed judge answer: {e}"))
                 if first:
                     p.retry = retry_messages(p.messages, ans.text, str(e))
                 return
@@ -125,6 +133,10 @@ class Judge:
             self.cache.put(p.key, {"verdict": v.to_dict(), "raw": ans.text, "prompt_version": PROMPT_VERSION})
 
         self.backend.complete_batch(convs, on_result)
+        counts = getattr(self.backend, "counts", None)
+        with self._lock:  # the HTTP requests and retries of this backend so far (running totals)
+            self.stats.requests = counts.requests if counts is not None else self.stats.calls
+            self.stats.retries = counts.retries if counts is not None else 0
 
     def close(self) -> None:
         self.backend.close()

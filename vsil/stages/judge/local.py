@@ -15,6 +15,7 @@ from typing import Any
 from vsil.errors import MissingDependencyError, UsageError
 from vsil.stages.judge.base import Completion, JudgeCallError, Messages, OnResult
 from vsil.util.device import pick_device
+from vsil.util.loading import check_model_folder, load_model, offline
 
 SMOLLM2_ALIAS = "smollm2"
 
@@ -69,15 +70,19 @@ class TransformersJudge:
             raise UsageError("the transformers judge needs a model name or path (--judge-model)")
         self.model = model
         path, gguf_file = resolve_model(model)
+        if gguf_file is None:
+            check_model_folder("--judge-model", path)
         kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        if offline():
+            kw["local_files_only"] = True
         self.device = pick_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        self.tokenizer = load_model("--judge-model", model, lambda: AutoTokenizer.from_pretrained(path, **kw))
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise UsageError(f"{model} has no chat template; the judge needs a chat (instruct) model")
-        lm: Any = AutoModelForCausalLM.from_pretrained(path, **kw)
+        lm: Any = load_model("--judge-model", model, lambda: AutoModelForCausalLM.from_pretrained(path, **kw))
         self.lm = lm.to(self.device).eval()
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens

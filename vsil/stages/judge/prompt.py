@@ -132,9 +132,9 @@ def parse_verdict(text: str, query: str) -> Verdict:
         span = ""
     elif span:
         start = query.find(span)
-        if start < 0:
-            start = query.lower().find(span.lower())
-            if start < 0:
+        if start < 0:  # case-insensitive, on the query itself (lower() can change a string's length)
+            m = re.search(re.escape(span), query, flags=re.IGNORECASE)
+            if m is None:
                 raise VerdictError(f"leaked_span {span!r} is not a substring of the query")
-            span = query[start : start + len(span)]
+            start, span = m.start(), m.group(0)
     return Verdict(level, span, rationale.strip(), start)

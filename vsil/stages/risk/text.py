@@ -1,8 +1,15 @@
-"""Tokenisation and lemmatisation with character spans (offline, via simplemma)."""
+"""Tokenisation and lemmatisation with character spans (offline, via simplemma).
+
+Text is normalised before matching (``normalize``): NFKC (fullwidth and compatibility forms become
+plain letters), format characters (zero-width spaces, soft hyphens, joiners, BOMs) dropped, and the
+commonest Cyrillic and Greek look-alikes folded to Latin, so "ｒｉｆｌｅ" or "ri\u200bfle" match
+"rifle". Token offsets always point into the ORIGINAL text, so spans show what the user wrote.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,9 +54,43 @@ def lemma(word: str) -> str:
     return str(out).lower()
 
 
+# Cyrillic and Greek letters that look like Latin ones (a cheap subset of Unicode's confusables)
+_CONFUSABLES = str.maketrans(
+    "аеорсхуіѕјԁһԛԝАВЕНІЈКМОРСТХУЅԌαορτυνιΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
+    "aeopcxyisjdhqwABEHIJKMOPCTXYSGaoptuviABEHIKMNOPTYXZ",
+)
+
+
+def normalize(text: str) -> tuple[str, list[int] | None]:
+    """(normalised text, index of each of its characters in ``text``); the index is None when the text
+    needs no change (plain ASCII), so the offsets are the same."""
+    if text.isascii():
+        return text, None
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) == "Cf":  # zero-width space, soft hyphen, joiners, BOM, bidi marks
+            continue
+        for c in unicodedata.normalize("NFKC", ch).translate(_CONFUSABLES):
+            out.append(c)
+            index.append(i)
+    return "".join(out), index
+
+
+def normalized(text: str) -> str:
+    """``text`` as matching and the embedder see it (``normalize`` without the offsets)."""
+    return normalize(text)[0]
+
+
 def tokenize(text: str) -> list[Token]:
-    """Split ``text`` into word tokens with lemmas and character offsets."""
-    return [Token(m.group(0), lemma(m.group(0)), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+    """Split ``text`` into word tokens with lemmas, matched on the normalised text, with character
+    offsets into ``text`` itself."""
+    norm, index = normalize(text)
+    if index is None:
+        return [Token(m.group(0), lemma(m.group(0)), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+    return [
+        Token(m.group(0), lemma(m.group(0)), index[m.start()], index[m.end() - 1] + 1) for m in _TOKEN_RE.finditer(norm)
+    ]
 
 
 def phrase_lemmas(phrase: str) -> tuple[str, ...]:
