@@ -25,7 +25,8 @@ AUDIT_EXAMPLES = """examples:
   vsil audit data.jsonl --judge auto --judge-model gpt-4o-mini --cache-dir .vsil_cache
   vsil audit data.jsonl --judge auto --judge-base-url http://localhost:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct
 
-exit status: 0 done (and gate passed), 1 leak rate above --max-leak-rate, 2 usage error or unreadable input
+exit status: 0 done (and gate passed), 1 leak rate above --max-leak-rate, 2 usage error or unreadable input,
+  3 more rows than --max-error-rate could not be scored (or no rows), 4 internal error (VSIL_DEBUG=1 shows it)
 """
 
 GROUPS = {
@@ -107,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", metavar="DIR", default="vsil_out", help="output folder (default: vsil_out)")
     a.add_argument("--max-leak-rate", type=float, metavar="R", help="exit 1 when the leak rate exceeds R")
     a.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=0.5,
+        metavar="R",
+        help="exit 3 when more than this share of rows could not be scored (default 0.5)",
+    )
+    a.add_argument(
         "--config", metavar="FILE", help="JSON file with VSILConfig fields, nested or flat (flags override it)"
     )
     a.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -157,6 +165,8 @@ def _audit(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.max_leak_rate is not None and not 0 <= args.max_leak_rate <= 1:
         raise UsageError("--max-leak-rate must be in [0, 1]")
+    if not 0 <= args.max_error_rate <= 1:
+        raise UsageError("--max-error-rate must be in [0, 1]")
     executor = make_executor(cfg, engine=args.engine, workers=args.workers, address=args.ray_address)
     summary = run(args.data, cfg, executor=executor, out_dir=args.out, resume=args.resume)
     if args.engine == "ray":
@@ -164,6 +174,7 @@ def _audit(args: argparse.Namespace) -> int:
 
         summary["manifest"]["engine"]["parquet"] = export_parquet(args.out)
     res_path = os.path.join(args.out, "results.jsonl")
+    failed = _error_share_failed(summary, args.max_error_rate)
     gate = None
     if args.max_leak_rate is not None:
         gate = {"max_leak_rate": args.max_leak_rate, "passed": gate_passed(summary, args.max_leak_rate)}
@@ -173,6 +184,8 @@ def _audit(args: argparse.Namespace) -> int:
     if not args.no_report:
         written.append(write_report(args.out))
     print("wrote " + ", ".join(written))
+    if failed:
+        return _fail(failed, EXIT_ERRORS)
     if gate is not None:
         print(
             f"gate: leak rate {'<=' if gate['passed'] else '>'} {args.max_leak_rate:.2%}: "
@@ -180,6 +193,20 @@ def _audit(args: argparse.Namespace) -> int:
         )
         return 0 if gate["passed"] else 1
     return 0
+
+
+def _error_share_failed(summary: dict[str, Any], max_error_rate: float) -> str:
+    """Why the run did nothing useful (exit 3), or "" when enough rows were scored."""
+    n, n_err = int(summary.get("n") or 0), int(summary.get("n_error") or 0)
+    if n == 0:
+        return "the input has no rows"
+    if n_err / n > max_error_rate:
+        top = next(iter((summary.get("errors") or {}).items()), ("", 0))
+        return (
+            f"{n_err} of {n} rows ({n_err / n:.0%}) could not be scored, above --max-error-rate "
+            f"{max_error_rate:.0%}; most common: {top[0]} (x{top[1]})"
+        )
+    return ""
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -231,19 +258,55 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ERRORS, EXIT_INTERNAL = 0, 1, 2, 3, 4
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (see ``EXIT_*``). Nothing raises out of it: every failure is
+    one line on stderr, with secrets redacted."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return {"audit": _audit, "train": _train, "backends": _backends, "report": _report, "compare": _compare}[
-            args.command
-        ](args)
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed its one-line usage error (or --help / --version)
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    commands = {"audit": _audit, "train": _train, "backends": _backends, "report": _report, "compare": _compare}
+    try:
+        return commands[args.command](args)
     except (UsageError, MissingDependencyError) as e:
-        print(f"vsil: error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        print(f"vsil: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e), EXIT_USAGE)
+    except BrokenPipeError:
+        _silence_stdout()
+        return _fail("output closed early (broken pipe)", EXIT_USAGE)
+    except OSError as e:  # unreadable input, read-only or full disk, permissions
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        return _fail(f"{e.strerror or e}{where}", EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as e:  # a bug: still one line, with a way to see the traceback
+        if os.environ.get("VSIL_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(e).__name__}: {e} (rerun with VSIL_DEBUG=1 for the traceback)", EXIT_INTERNAL
+        )
+
+
+def _fail(message: str, code: int) -> int:
+    from vsil.util.redact import redact
+
+    try:
+        print(f"vsil: error: {redact(message).splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
