@@ -195,10 +195,17 @@ class JudgeConfig:
     backoff: float = field(
         default=0.5, metadata=_opt("first back-off wait in seconds (doubles on each retry, with jitter)", metavar="S")
     )
+    budget: float = field(
+        default=0.15,
+        metadata=_opt(
+            "under --judge auto, the share of each chunk's scored rows (the least certain ones) sent to the judge",
+            metavar="R",
+        ),
+    )
     band: tuple[float, float] | None = field(
         default=None,
         metadata=_opt(
-            "[LOW, HIGH) of P(leak) sent to the judge under --judge auto (default: the model's)",
+            "a fixed [LOW, HIGH) band of P(leak) sent to the judge under --judge auto, instead of the budget",
             metavar=("LOW", "HIGH"),
             nargs=2,
         ),
@@ -388,6 +395,8 @@ class VSILConfig:
                 raise ValueError(
                     f"judge_{name} must be a {'positive' if name == 'timeout' else 'non-negative'} number, got {v!r}"
                 )
+        if isinstance(j.budget, bool) or not isinstance(j.budget, (int, float)) or not 0 < j.budget <= 1:
+            raise ValueError(f"judge_budget must be a share in (0, 1], got {j.budget!r}")
         if j.band is not None:
             try:
                 lo, hi = (float(x) for x in j.band)

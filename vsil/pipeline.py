@@ -46,7 +46,7 @@ class Pipeline:
             mode = "semantic" if has_emb and _wants_semantic(model) else "lexical"
             if emb_desc == DESC_FALLBACK:
                 self.warnings = [WARN_NOT_INSTALLED]
-        band = router.judge_band(c, model.meta.get("judge_band"))
+        band = router.judge_band(c)
         threshold = c.classify.threshold if c.classify.threshold is not None else model.threshold
         return {
             "vsil_version": __version__,
@@ -105,8 +105,11 @@ class Pipeline:
         self.classify = ClassifyStage(self.model, c.classify.threshold, harm)
         self.judge: router.JudgeStage | None = None
         if c.judge.mode != "none":
-            band = router.judge_band(c, self.model.meta.get("judge_band"))
-            self.judge = router.JudgeStage(c, band, router.build_judge(c))
+            band = router.judge_band(c)
+            boundaries = (self.classify.threshold,) + (
+                (self.model.partial_threshold,) if self.model.partial_threshold is not None else ()
+            )
+            self.judge = router.JudgeStage(c, band, router.build_judge(c), boundaries)
         self._loaded = True
         return self
 
@@ -148,6 +151,10 @@ class Pipeline:
         for (i, *_), r in zip(scored, results):
             out[i] = r
         return [r for r in out if r is not None], self.stats().minus(before)
+
+    def routed(self) -> list[tuple[str, float]]:
+        """The last chunk's rows sent to the judge: (id, distance to the decision boundary), least certain first."""
+        return list(self.judge.routed_log) if self._loaded and self.judge is not None else []
 
     def close(self) -> None:
         """Close what this pipeline opened (the judge's HTTP client, the caches)."""

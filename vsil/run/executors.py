@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vsil.config import VSILConfig
@@ -27,6 +27,7 @@ class ChunkResult:
     rows: list[dict[str, Any]]
     stats: RunStats
     description: dict[str, Any] | None  # the worker's Pipeline.describe(), on its first chunk only
+    routed: list[tuple[str, float]] = field(default_factory=list)  # rows sent to the judge, least certain first
 
 
 class Executor(Protocol):
@@ -57,7 +58,7 @@ class Worker:
         results, stats = self.pipeline.score(records)
         desc = None if self.reported else self.pipeline.describe()
         self.reported = True
-        return ChunkResult(k, [r.to_dict() for r in results], stats, desc)
+        return ChunkResult(k, [r.to_dict() for r in results], stats, desc, self.pipeline.routed())
 
     def describe(self) -> dict[str, Any]:
         return dict(self.pipeline.describe())

@@ -54,7 +54,7 @@ class MemorySink:
     def done(self, k: int, records: list[Record]) -> RunStats | None:
         return None
 
-    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record], stats: RunStats) -> None:
+    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record], stats: RunStats, routed: Any) -> None:
         for d in rows:
             r = result_from_dict(d)
             self.builder.add(r)
@@ -88,8 +88,8 @@ class DirSink:
         self.recomputed.append(k)  # the input changed under this chunk: score it again
         return None
 
-    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record], stats: RunStats) -> None:
-        self.store.write_part(k, rows, chunk_hash(records), stats.to_dict())
+    def put(self, k: int, rows: list[dict[str, Any]], records: list[Record], stats: RunStats, routed: Any) -> None:
+        self.store.write_part(k, rows, chunk_hash(records), stats.to_dict(), routed)
 
     def finish(self, n_chunks: int) -> SummaryBuilder:
         builder = SummaryBuilder()
@@ -154,7 +154,7 @@ def run(
         try:
             for res in ex.map(todo()):
                 _account(res, stats, descriptions)
-                sink.put(res.k, res.rows, pending.pop(res.k), res.stats)
+                sink.put(res.k, res.rows, pending.pop(res.k), res.stats, res.routed)
                 bar.update(len(res.rows))
             manifest = _manifest(config, descriptions, ex)
         finally:

@@ -84,10 +84,14 @@ class AuditStore:
     def _part(self, k: int) -> str:
         return os.path.join(self.parts_dir, f"chunk-{k:06d}.jsonl")
 
-    def write_part(self, k: int, rows: list[dict[str, Any]], digest: str, stats: dict[str, Any]) -> None:
-        """Finished chunk ``k``: its rows, and beside them the hash of the records they were computed from
-        and the chunk's counters (written first, so a part on disk always has its own)."""
-        _atomic_write(self._meta(k), json.dumps({"sha256": digest, "stats": stats}))
+    def write_part(
+        self, k: int, rows: list[dict[str, Any]], digest: str, stats: dict[str, Any], routed: Any = ()
+    ) -> None:
+        """Finished chunk ``k``: its rows, and beside them the hash of the records they were computed from,
+        the chunk's counters and the rows it sent to the judge, least certain first (written first, so a
+        part on disk always has its own)."""
+        meta = {"sha256": digest, "stats": stats, "judge_routed": [list(x) for x in routed]}
+        _atomic_write(self._meta(k), json.dumps(meta, ensure_ascii=False))
         write_rows(self._part(k), rows)
 
     def _meta(self, k: int) -> str:

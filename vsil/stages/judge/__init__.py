@@ -27,8 +27,13 @@ __all__ = ["PROMPT_VERSION", "Judge", "JudgeItem", "JudgeOutcome", "JudgeStats",
 
 @dataclass(frozen=True)
 class JudgeItem:
+    """One sample for the judge: the query, the image evidence, and what the classifier found (its
+    text-only harm score of the query and the query words that name the image's risk), when known."""
+
     query: str
     evidence: list[tuple[str, str]]
+    text_harm: float | None = None
+    naming: tuple[str, ...] = ()
 
 
 @dataclass
@@ -86,7 +91,7 @@ class Judge:
     def judge(self, items: list[JudgeItem]) -> list[JudgeOutcome]:
         pend = []
         for it in items:
-            msgs = build_messages(it.query, it.evidence)
+            msgs = build_messages(it.query, it.evidence, text_harm=it.text_harm, naming=it.naming)
             p = _Pending(it, judge_key(self.backend.name, self.backend.model, PROMPT_VERSION, msgs), msgs)
             hit = self.cache.get(p.key)
             if hit is not None:

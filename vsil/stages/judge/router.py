@@ -1,14 +1,25 @@
 """Which rows go to the LLM judge, and what its verdict changes.
 
-``JudgeStage`` routes the classifier's results (``always``: every scored row; ``auto``: rows whose
-P(leak) lies in the uncertainty band), asks the judge through its cache, and returns new results:
-a valid verdict sets the level, ``is_leak``, the spans and ``decided_by = "judge"``; a failed call
-keeps the classifier's decision with ``judge_error``. The judge is built by whoever builds the stage
-and closed by its ``close``.
+Routing (``--judge``):
+
+- ``always``: every scored row.
+- ``auto`` (the default routing): a fixed budget. In each chunk, the ``floor(budget * n)`` scored rows
+  whose calls are least certain go to the judge, where certainty is the distance, in logit space, of
+  the row's P(leak) to the nearest decision boundary (the leak threshold, and the partial threshold
+  where the model has one); rows farther than ``MAX_LOGIT_DISTANCE`` from every boundary are never
+  routed. The rule depends only on the chunk's own rows, so the share holds on any dataset whatever its
+  score distribution, and a resumed, streamed or multi-worker run routes exactly the same rows
+  (chunks are fixed by ``batch_size``). Each chunk's routed rows are logged in order of uncertainty.
+- ``auto`` with ``--judge-band LOW HIGH``: the rows whose P(leak) lies in that fixed band.
+
+A valid verdict sets the level, ``is_leak``, the spans and ``decided_by = "judge"``; a failed call keeps
+the classifier's decision with ``judge_error``. The judge is built by whoever builds the stage and
+closed by its ``close``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -16,23 +27,23 @@ from vsil.errors import UsageError
 from vsil.schema import Evidence, LeakageResult, Record
 from vsil.stages.judge import Judge, JudgeItem, describe_judge
 
+MAX_LOGIT_DISTANCE = 3.0  # |logit(p) - logit(boundary)| above this is a certain call: never routed
 
-def judge_band(config: Any, shipped: Any) -> tuple[float, float] | None:
-    """Under ``judge="auto"``, the uncertainty band routed to the judge (config, else the model's)."""
-    if config.judge.mode != "auto":
+
+def judge_band(config: Any, shipped: Any = None) -> tuple[float, float] | None:
+    """The fixed band routed under ``judge="auto"`` when the user set one (else None: the budget rule)."""
+    if config.judge.mode != "auto" or config.judge.band is None:
         return None
-    band = config.judge.band or ((float(shipped[0]), float(shipped[1])) if shipped else None)
-    if band is None:
-        raise UsageError(
-            "judge='auto' needs an uncertainty band: this classifier ships none, so set judge_band=[low, high]"
-        )
-    return (float(band[0]), float(band[1]))
+    lo, hi = config.judge.band
+    return (float(lo), float(hi))
 
 
 def describe_routing(config: Any, band: tuple[float, float] | None) -> str:
-    if band is None:
+    if config.judge.mode != "auto":
         return str(config.judge.mode)
-    return f"{config.judge.mode} band [{band[0]:.3f}, {band[1]:.3f})"
+    if band is not None:
+        return f"auto band [{band[0]:.3f}, {band[1]:.3f})"
+    return f"auto budget {config.judge.budget:.0%} of each chunk's rows, least certain first"
 
 
 def describe_config(config: Any) -> str:
@@ -53,27 +64,56 @@ def build_judge(config: Any) -> Judge:
     return Judge(JUDGES.build(config.judge.backend, config), JudgeCache(config.run.cache_dir))
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def uncertainty_distance(p: float, boundaries: tuple[float, ...]) -> float:
+    """How far ``p`` is from the nearest decision boundary, in logit space (0 = on a boundary)."""
+    lp = _logit(p)
+    return min(abs(lp - _logit(b)) for b in boundaries)
+
+
+def budget_select(scores: list[float], budget: float, boundaries: tuple[float, ...]) -> list[int]:
+    """Indices of the ``floor(budget * len(scores))`` least certain scores (nearest a boundary first;
+    ties by position), leaving out certain calls (distance above ``MAX_LOGIT_DISTANCE``)."""
+    quota = math.floor(budget * len(scores) + 1e-9)
+    dist = [(uncertainty_distance(p, boundaries), i) for i, p in enumerate(scores)]
+    ranked = sorted((d, i) for d, i in dist if d <= MAX_LOGIT_DISTANCE)
+    return [i for _, i in ranked[:quota]]
+
+
 class JudgeStage:
     """Routes results to the judge and applies its verdicts."""
 
-    def __init__(self, config: Any, band: tuple[float, float] | None, judge: Judge) -> None:
+    def __init__(
+        self, config: Any, band: tuple[float, float] | None, judge: Judge, boundaries: tuple[float, ...] = (0.5,)
+    ) -> None:
         self.config = config
         self.band = band
         self.judge = judge
+        self.boundaries = boundaries
+        self.routed_log: list[tuple[str, float]] = []  # the last chunk's routed (id, distance), least certain first
 
-    def routes(self, p: float) -> bool:
-        """Whether a row with classifier P(leak) ``p`` goes to the judge."""
-        if self.config.judge.mode == "always" or self.band is None:
-            return True
-        return self.band[0] <= p < self.band[1]
+    def select(self, results: list[LeakageResult]) -> list[int]:
+        """Indices of the results routed to the judge (in order of uncertainty under the budget rule)."""
+        mode = self.config.judge.mode
+        if mode == "always":
+            return list(range(len(results)))
+        if self.band is not None:
+            lo, hi = self.band
+            return [i for i, r in enumerate(results) if lo <= r.vsil_score < hi]
+        return budget_select([r.vsil_score for r in results], self.config.judge.budget, self.boundaries)
 
     def run(self, items: list[tuple[LeakageResult, Record, Evidence]]) -> list[LeakageResult]:
         """The results of ``items``, in order, with the routed rows' verdicts applied."""
         out = [r for r, _, _ in items]
-        sel = [i for i, (r, _, _) in enumerate(items) if self.routes(r.vsil_score)]
+        sel = self.select(out)
+        self.routed_log = [(out[i].id, round(uncertainty_distance(out[i].vsil_score, self.boundaries), 4)) for i in sel]
         if not sel:
             return out
-        outcomes = self.judge.judge([JudgeItem(items[i][1].query, list(items[i][2].parts)) for i in sel])
+        outcomes = self.judge.judge([_item(out[i], items[i][2]) for i in sel])
         for i, o in zip(sel, outcomes):
             r = out[i]
             if o.verdict is None:
@@ -97,3 +137,10 @@ class JudgeStage:
 
     def close(self) -> None:
         self.judge.close()
+
+
+def _item(r: LeakageResult, ev: Evidence) -> JudgeItem:
+    """What the judge is asked: the sample, with the classifier's harm and naming evidence as hints."""
+    naming = tuple(dict.fromkeys(s["text"] for s in r.leaked_spans if s.get("text")))
+    harm = r.text_risk if r.text_risk == r.text_risk else None
+    return JudgeItem(r.query, list(ev.parts), text_harm=harm, naming=naming)
