@@ -195,14 +195,15 @@ class SemanticFeaturizer:
             return []
         out: list[SemanticFeatures] = []
         emb = self.embedder
-        Q = emb.encode([normalized(q) for q, _, _ in items])
+        queries = [normalized(q) for q, _, _ in items]
         words: set[str] = set()
         for _, toks, a in items:
             words.update(t.lemma for t in _content_words(toks))
             words.update(normalized(t.term).lower() for t in a.risk_terms)
             words.update(a.evidence_words)
         vocab = sorted(words)
-        W = emb.encode(vocab) if vocab else np.zeros((0, emb.dim), dtype=np.float32)
+        E = emb.encode(queries + vocab)  # one call: the queries and the short words batch together
+        Q, W = E[: len(queries)], E[len(queries) :]
         widx = {w: i for i, w in enumerate(vocab)}
         proto_sim = Q @ self.P.T
         for k, ((_, toks, a), q) in enumerate(zip(items, Q)):
