@@ -35,7 +35,7 @@ CELLS = [
     ("code", "audit = LeakageAudit(data, **options).run(show_progress_bar=False)\naudit"),
     (
         "code",
-        "s = audit.summary()\n{k: s[k] for k in ('n', 'n_error', 'leak_rate', 'ci95', 'level_counts')} "
+        "s = audit.summary\n{k: s[k] for k in ('n', 'n_error', 'leak_rate', 'ci95', 'level_counts')} "
         "| {'mode': s['manifest']['backends']['mode']}",
     ),
     (
@@ -62,7 +62,7 @@ CELLS = [
     (
         "code",
         "print(f\"mean score before {fixed['before'].mean():.2f}, after masking {fixed['after'].mean():.2f}; \"\n"
-        "      f\"still leaking: {(fixed['after'] >= audit.summary()['threshold']).sum()} of {len(fixed)}\")",
+        "      f\"still leaking: {(fixed['after'] >= audit.summary['threshold']).sum()} of {len(fixed)}\")",
     ),
     ("code", "os.makedirs(root / 'out', exist_ok=True)\naudit.save_html(str(root / 'out' / 'notebook_report.html'))"),
 ]

@@ -74,10 +74,14 @@ def leakage_score(
 ) -> LeakageResult | pd.DataFrame:
     """Score visual safety information leakage.
 
-    With a string ``query``: score one sample against its image evidence (``caption``, the
-    dataset's ``safety_reason``, or an ``image``) and return a ``LeakageResult``. With any dataset
-    input (path, DataFrame, list of dicts, ``datasets.Dataset``): score every row and return a
-    DataFrame with one row per input row, in input order (see ``score_dataset``).
+    - A query string: score one sample against its image evidence (``caption``, the dataset's
+      ``safety_reason``, or an ``image``) and return a ``LeakageResult``.
+    - A list of query strings, with ``caption`` (and ``image``, ``safety_reason``) as a parallel list:
+      score them in one batch and return a DataFrame.
+    - Any dataset input (a path to a data file, a DataFrame, a list of dicts, a ``datasets.Dataset``):
+      score every row and return a DataFrame with one row per input row, in input order
+      (``score_dataset``). A string that names an existing data file (``.jsonl``, ``.json``, ``.csv``,
+      ``.tsv``, ``.parquet``) is read as a dataset when no caption or image is given.
 
     ``vsil_score`` is the calibrated probability of leak (label 2): higher = more leakage.
 
@@ -85,13 +89,42 @@ def leakage_score(
     and, for datasets, column names as ``query_col=``, ``caption_col=``, ...
     """
     cfg = resolve_config(config, dict(options))
-    if not isinstance(query, str):
-        if caption is not None or image is not None or safety_reason is not None:
-            raise TypeError("caption/image/safety_reason apply to a single query string; for a dataset use columns")
-        return score_dataset(query, config=cfg)
-    raw = {"id": "0", "query": query, "caption": caption, "image": image, "safety_reason": safety_reason}
-    rec = normalise(raw, 0, ColumnMap(), None, "default")[0]
-    return get_pipeline(cfg).score([rec])[0][0]
+    single = caption is None and image is None and safety_reason is None
+    if isinstance(query, str) and not (single and _is_data_file(query)):
+        raw = {"id": "0", "query": query, "caption": caption, "image": image, "safety_reason": safety_reason}
+        rec = normalise(raw, 0, ColumnMap(), None, "default")[0]
+        return get_pipeline(cfg).score([rec])[0][0]
+    if isinstance(query, (list, tuple)) and query and all(isinstance(q, str) for q in query):
+        return score_dataset(_parallel_rows(list(query), caption, image, safety_reason), config=cfg)
+    if not single:
+        raise TypeError(
+            "caption/image/safety_reason go with a query string or a list of query strings (as parallel lists); "
+            "for a dataset, name its columns (caption_col=...)"
+        )
+    return score_dataset(query, config=cfg)
+
+
+DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".pq", ".jsonl.gz")
+
+
+def _is_data_file(s: str) -> bool:
+    import os
+
+    return len(s) < 4096 and s.lower().endswith(DATA_SUFFIXES) and os.path.isfile(s)
+
+
+def _parallel_rows(queries: list[str], caption: Any, image: Any, safety_reason: Any) -> list[dict[str, Any]]:
+    """Rows from a list of queries and parallel lists (or one shared value) of captions / images / reasons."""
+
+    def column(name: str, v: Any) -> list[Any]:
+        if v is None or isinstance(v, str) or not isinstance(v, (list, tuple)):
+            return [v] * len(queries)
+        if len(v) != len(queries):
+            raise ValueError(f"{name} has {len(v)} items for {len(queries)} queries; pass one per query")
+        return list(v)
+
+    cols = {n: column(n, v) for n, v in (("caption", caption), ("image", image), ("safety_reason", safety_reason))}
+    return [{"id": str(i), "query": q, **{n: vals[i] for n, vals in cols.items()}} for i, q in enumerate(queries)]
 
 
 def score_dataset(data: Any, *, config: VSILConfig | None = None, **options: Any) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """``LeakageAudit``: audit a dataset, inspect the leaking rows, save a report, gate a release.
 
 audit = LeakageAudit("data.jsonl", query_col="prompt").run()
-audit.summary()["leak_rate"]; audit.issues().head(); audit.save_html("report.html")
+audit.summary["leak_rate"]; audit.issues().head(); audit.save_html("report.html")
 assert audit.passed(max_leak_rate=0.05)
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vsil.config import VSILConfig, resolve_config
 from vsil.run.store import iter_results, read_summary, write_results, write_summary
-from vsil.schema import RESULT_COLUMNS
+from vsil.schema import RESULT_COLUMNS, Summary
 from vsil.util.jsonio import dumps_clean
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class LeakageAudit:
         self.data = data
         self.config = resolve_config(config, dict(options))
         self._results: pd.DataFrame | None = None
-        self._summary: dict[str, Any] | None = None
+        self._summary: Summary | None = None
 
     def run(self, *, show_progress_bar: bool | None = None) -> LeakageAudit:
         """Score every row (streamed in chunks). Returns ``self``."""
@@ -91,11 +91,11 @@ class LeakageAudit:
         if show_progress_bar is not None:
             self.config.run.show_progress_bar = show_progress_bar
         df = score_dataset(self.data, config=self.config)
-        self._summary = df.attrs.pop("summary")
+        self._summary = Summary(df.attrs.pop("summary"))
         self._results = df
         return self
 
-    def _need(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+    def _need(self) -> tuple[pd.DataFrame, Summary]:
         if self._results is None or self._summary is None:
             raise RuntimeError("call .run() first (or LeakageAudit.load(dir))")
         return self._results, self._summary
@@ -104,8 +104,10 @@ class LeakageAudit:
         """One row per input row, in input order, with the output-contract columns."""
         return self._need()[0]
 
-    def summary(self) -> dict[str, Any]:
-        """n, leak rate with its 95% interval, level counts, per-category/source rates, errors, manifest."""
+    @property
+    def summary(self) -> Summary:
+        """n, leak rate with its 95% interval, level counts, per-category/source rates, errors, manifest
+        (a dict; ``audit.summary()`` still works and returns the same dict)."""
         return self._need()[1]
 
     def issues(self, min_level: int = 2) -> pd.DataFrame:
@@ -116,7 +118,7 @@ class LeakageAudit:
 
     def passed(self, max_leak_rate: float = 0.05) -> bool:
         """True when the leak rate is at most ``max_leak_rate`` (same rule as ``vsil audit --max-leak-rate``)."""
-        return gate_passed(self.summary(), max_leak_rate)
+        return gate_passed(self.summary, max_leak_rate)
 
     def to_json(self) -> str:
         """The summary and every result row as one JSON document."""
@@ -141,7 +143,7 @@ class LeakageAudit:
         s = read_summary(out_dir)
         cfg = s.get("manifest", {}).get("config")
         a = cls(None, config=VSILConfig.from_dict(cfg) if cfg else VSILConfig())
-        a._summary = s
+        a._summary = Summary(s)
         a._results = pd.DataFrame(list(iter_results(out_dir)), columns=list(RESULT_COLUMNS))
         return a
 

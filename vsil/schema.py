@@ -163,3 +163,16 @@ class RunStats:
             "judge_stats": dict(self.judge) if has_judge else None,
             "image_evidence_cache": dict(self.image_evidence_cache),
         }
+
+
+class Summary(dict[str, Any]):
+    """An audit summary: a plain dict (``n``, ``leak_rate``, ``ci95``, ``level_counts``, ``per_category``,
+    ``per_source``, ``errors``, ``judge``, ``manifest``, ...), the same shape everywhere: ``df.attrs["summary"]``,
+    ``LeakageAudit.summary``, ``summary.json``. Calling it (``audit.summary()``, the older spelling) returns
+    itself."""
+
+    def __call__(self) -> Summary:
+        import warnings
+
+        warnings.warn("LeakageAudit.summary is a dict now: use audit.summary[...]", DeprecationWarning, stacklevel=2)
+        return self

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from vsil.schema import LeakageResult
+from vsil.schema import LeakageResult, Summary
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -55,24 +55,26 @@ class SummaryBuilder:
                 table[key][0] += int(r.is_leak)
                 table[key][1] += 1
 
-    def build(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def build(self, manifest: dict[str, Any]) -> Summary:
         ok = self.n - self.n_error
-        return {
-            "n": self.n,
-            "n_scored": ok,
-            "n_error": self.n_error,
-            **{k: v for k, v in _rate(self.leaks, ok).items() if k != "n"},
-            "level_counts": {str(k): self.levels.get(k, 0) for k in (0, 1, 2)},
-            "decided_by": dict(self.decided_by),
-            "judge": {**manifest.get("judge_stats", {}), "rows_with_judge_error": self.judge_errors}
-            if manifest.get("judge_stats") is not None
-            else None,
-            "errors": dict(self.errors.most_common(20)),
-            "per_category": {k: _rate(*v) for k, v in sorted(self.by_cat.items())},
-            "per_source": {k: _rate(*v) for k, v in sorted(self.by_src.items())},
-            "threshold": manifest.get("threshold"),
-            "manifest": manifest,
-        }
+        return Summary(
+            {
+                "n": self.n,
+                "n_scored": ok,
+                "n_error": self.n_error,
+                **{k: v for k, v in _rate(self.leaks, ok).items() if k != "n"},
+                "level_counts": {str(k): self.levels.get(k, 0) for k in (0, 1, 2)},
+                "decided_by": dict(self.decided_by),
+                "judge": {**manifest.get("judge_stats", {}), "rows_with_judge_error": self.judge_errors}
+                if manifest.get("judge_stats") is not None
+                else None,
+                "errors": dict(self.errors.most_common(20)),
+                "per_category": {k: _rate(*v) for k, v in sorted(self.by_cat.items())},
+                "per_source": {k: _rate(*v) for k, v in sorted(self.by_src.items())},
+                "threshold": manifest.get("threshold"),
+                "manifest": manifest,
+            }
+        )
 
 
 def format_summary(s: dict[str, Any]) -> str:
