@@ -182,8 +182,11 @@ def _audit(args: argparse.Namespace) -> int:
     written = [res_path, write_summary(args.out, summary)]
     print(format_summary(summary))
     if not args.no_report:
+        if cfg.run.show_progress_bar is not False and (cfg.run.show_progress_bar or sys.stderr.isatty()):
+            print("vsil: writing the report", file=sys.stderr)
         written.append(write_report(args.out))
     print("wrote " + ", ".join(written))
+    print(_closing_line(summary, written))
     if failed:
         return _fail(failed, EXIT_ERRORS)
     if gate is not None:
@@ -193,6 +196,18 @@ def _audit(args: argparse.Namespace) -> int:
         )
         return 0 if gate["passed"] else 1
     return 0
+
+
+def _closing_line(summary: dict[str, Any], written: list[str]) -> str:
+    """One line for the end of a run: rows, leak rate, errors, time, where the outputs are."""
+    rate = summary.get("leak_rate")
+    rate_txt = f"{rate:.1%}" if isinstance(rate, float) and rate == rate else "n/a"
+    secs = (summary.get("manifest") or {}).get("seconds", 0.0)
+    folder = os.path.dirname(written[0]) if written else ""
+    return (
+        f"done: {summary.get('n', 0):,} rows, leak rate {rate_txt}, {summary.get('n_error', 0):,} errors, "
+        f"{secs:.1f} s -> {folder}/ ({', '.join(os.path.basename(w) for w in written)})"
+    )
 
 
 def _error_share_failed(summary: dict[str, Any], max_error_rate: float) -> str:

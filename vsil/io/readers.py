@@ -347,3 +347,31 @@ def _check_columns(have: list[str], cols: ColumnMap, preset: Preset | None) -> N
             )
     if missing:
         raise UsageError(f"missing column {missing[0]!r} (input columns: {', '.join(have)})")
+
+
+def count_rows(data: Any, preset: str | None = None) -> int | None:
+    """The number of input rows when it is cheap to know (for a progress total), else None: a DataFrame's
+    or Dataset's length, a Parquet file's metadata, the lines of a JSONL file or the records of a CSV."""
+    p = get_preset(preset)[0] if preset else None
+    if p is not None and (p.reader is not None or p.expand is not None):
+        return None
+    if not isinstance(data, (str, os.PathLike)):
+        try:
+            return len(data)
+        except TypeError:
+            return None
+    path = os.fspath(data)
+    low = path.lower()
+    try:
+        if low.endswith((".parquet", ".pq")):
+            return int(_parquet_file(path).metadata.num_rows)
+        if low.endswith((".jsonl", ".ndjson", ".jsonl.txt")):
+            with _open_binary(path) as f:
+                return sum(1 for line in f if line.strip())
+        if low.endswith((".csv", ".tsv")):
+            delim = "\t" if low.endswith(".tsv") else ","
+            with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+                return max(0, sum(1 for row in csv.reader(f, delimiter=delim) if row) - 1)
+    except (OSError, UsageError, csv.Error):
+        return None
+    return None

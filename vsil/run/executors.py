@@ -33,6 +33,8 @@ class ChunkResult:
 class Executor(Protocol):
     name: str
 
+    def start(self) -> None: ...
+
     def map(self, chunks: Iterable[tuple[int, list[Record]]]) -> Iterator[ChunkResult]: ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -77,10 +79,15 @@ class InProcess:
         self._pipeline = pipeline
         self.worker: Worker | None = None
 
+    def start(self) -> None:
+        """Load the models now (the first chunk would otherwise)."""
+        if self.worker is None:
+            self.worker = Worker(self.config, pipeline=self._pipeline)
+
     def map(self, chunks: Iterable[tuple[int, list[Record]]]) -> Iterator[ChunkResult]:
         for k, records in chunks:
-            if self.worker is None:
-                self.worker = Worker(self.config, pipeline=self._pipeline)
+            self.start()
+            assert self.worker is not None
             yield self.worker.score(k, records)
 
     def engine_info(self) -> dict[str, Any]:
@@ -114,6 +121,10 @@ def _score_in_worker(k: int, records: list[Record]) -> ChunkResult:
     return _worker.score(k, records)
 
 
+def _ready() -> bool:
+    return _worker is not None
+
+
 def _describe_in_worker() -> dict[str, Any]:
     assert _worker is not None, "worker not initialised"
     return _worker.pipeline.describe()
@@ -137,6 +148,11 @@ class ProcessPool:
             initializer=_init_worker,
             initargs=(config.to_dict(), threads, os.getpid()),
         )
+
+    def start(self) -> None:
+        """Start every worker process and wait until each has loaded its models."""
+        for f in [self.pool.submit(_ready) for _ in range(self.workers)]:
+            f.result()
 
     def map(self, chunks: Iterable[tuple[int, list[Record]]]) -> Iterator[ChunkResult]:
         inflight: deque[Any] = deque()

@@ -42,6 +42,12 @@ class RayActors:
         self.batches = 0
         self.reporting = 0
 
+    def start(self) -> None:
+        """Wait until every actor has loaded its models."""
+        import ray
+
+        ray.get([a.describe.remote() for a in self.actors])
+
     def map(self, chunks: Iterable[tuple[int, list[Record]]]) -> Iterator[ChunkResult]:
         import ray
 

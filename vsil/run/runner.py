@@ -17,17 +17,17 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from vsil.config import VSILConfig
-from vsil.io.readers import iter_records
+from vsil.io.readers import count_rows, iter_records
 from vsil.run.executors import ChunkResult
 from vsil.run.store import AuditStore, write_results
 from vsil.schema import LeakageResult, Record, RunStats, result_from_dict
 from vsil.summary import SummaryBuilder
+from vsil.util.progress import Progress
 
 
 def utc_stamp(t: float) -> str:
@@ -118,6 +118,9 @@ def run(
     from vsil.run.executors import InProcess
 
     started = time.time()
+    progress = Progress(config.run.show_progress_bar)
+    progress.stage(f"reading {_label(data)}")
+    total = _len_or_none(data) if not progress.on else count_rows(data, config.preset)
     chunks: Iterator[list[Record]] = iter_records(data, config.columns, config.preset, config.run.batch_size)
     first = next(chunks, [])  # validates the input (columns, format) before any model loads
     ex = executor or InProcess(config, pipeline)
@@ -134,7 +137,20 @@ def run(
     descriptions: list[dict[str, Any]] = []
     n_chunks = 0
     pending: dict[int, list[Record]] = {}
-    with _progress(config.run.show_progress_bar, _len_or_none(data)) as bar:
+    if progress.on:
+        from vsil.pipeline import Pipeline
+
+        b = (pipeline or Pipeline(config)).describe()["backends"]
+        judge = f", judge {b['judge']} ({b['judge_routing']})" if b["judge"] != "none" else ""
+        where = f" on {ex.name} x{ex.engine_info().get('workers', ex.engine_info().get('actors', 1))}"
+        progress.stage(
+            f"loading models{where}: embedder {b['embedder']}, classifier {b['classifier']}, "
+            f"image evidence {b['image_evidence']}{judge}"
+        )
+    with progress as bar:
+        if first:
+            ex.start()
+        bar.start_rows(total)
 
         def todo() -> Iterator[tuple[int, list[Record]]]:
             nonlocal n_chunks
@@ -155,12 +171,14 @@ def run(
             for res in ex.map(todo()):
                 _account(res, stats, descriptions)
                 sink.put(res.k, res.rows, pending.pop(res.k), res.stats, res.routed)
-                bar.update(len(res.rows))
+                bar.update(len(res.rows), stats.judge.get("rows"))
             manifest = _manifest(config, descriptions, ex)
         finally:
             ex.close()
             if store is not None:
                 store.close()
+    if isinstance(sink, DirSink):
+        progress.stage(f"writing {os.path.join(out_dir or '', 'results.jsonl')}")
     builder = sink.finish(n_chunks)
     manifest.update(
         data_sha256=h.hexdigest(),
@@ -233,11 +251,10 @@ def _run_key(config: VSILConfig, data: Any) -> dict[str, Any]:
     return {"config": d, "data": src}
 
 
-def _progress(show: bool | None, total: int | None) -> Any:
-    from tqdm.auto import tqdm
-
-    disable = (not sys.stderr.isatty()) if show is None else (not show)
-    return tqdm(total=total, unit="rows", desc="vsil", disable=disable, leave=False)
+def _label(data: Any) -> str:
+    if isinstance(data, (str, os.PathLike)):
+        return os.fspath(data)
+    return f"a {type(data).__name__}"
 
 
 def _len_or_none(data: Any) -> int | None:
