@@ -25,29 +25,44 @@ def gate_passed(summary: dict[str, Any], max_leak_rate: float) -> bool:
     return bool(summary.get("n_scored")) and rate is not None and rate == rate and rate <= max_leak_rate
 
 
-def write_report(out_dir: str, path: str | None = None, title: str | None = None) -> str:
-    """(Re)build ``report.html`` from the saved results of an audit folder."""
+def write_report(out_dir: str, path: str | None = None, title: str | None = None, data: Any = None) -> str:
+    """(Re)build ``report.html`` (and ``report_flagged.csv`` beside it: every level-2 and level-1 row)
+    from the saved results of an audit folder; returns the HTML's path.
+
+    The title names the dataset (the preset, else the input file's stem; the folder's name when the
+    manifest records neither) unless ``title`` is given. ``data``: the input, to find the images of the
+    listed rows for thumbnails when the manifest does not record it.
+    """
     from vsil.report import save_report
 
     return save_report(
         path or os.path.join(out_dir, "report.html"),
         read_summary(out_dir),
         iter_results(out_dir),
-        title=title or f"vsil audit: {os.path.basename(os.path.abspath(out_dir))}",
+        title=title,
+        data=data,
+        fallback_name=os.path.basename(os.path.abspath(out_dir)),
     )
 
 
 def compare(dirs: list[str], out_path: str | None = None, names: list[str] | None = None) -> pd.DataFrame:
-    """Put several saved audits side by side: a table (returned) and, with ``out_path``, an HTML report."""
+    """Put several saved audits side by side: a table (returned) and, with ``out_path``, an HTML report
+    that adds the leak rate per category and the rows whose call changed against the first audit.
+
+    The table has one row per audit; ``flips_vs_first`` / ``common_vs_first`` count the rows (by id,
+    scored in both) whose ``is_leak`` or ``vsil_level`` differs from the first audit's (None for the first).
+    """
     import pandas as pd
 
-    from vsil.report import render_comparison
+    from vsil.report import compare_rows, render_comparison
 
     labels = names or [os.path.basename(os.path.abspath(d)) for d in dirs]
     audits = [(n, read_summary(d)) for n, d in zip(labels, dirs)]
+    flips = compare_rows([(n, iter_results(d)) for n, d in zip(labels, dirs)]) if len(dirs) > 1 else []
+    by_name = {f["audit"]: f for f in flips}
     if out_path:
         with open(out_path, "w", encoding="utf-8") as f:
-            f.write(render_comparison(audits))
+            f.write(render_comparison(audits, flips=flips))
     return pd.DataFrame(
         [
             {
@@ -58,8 +73,10 @@ def compare(dirs: list[str], out_path: str | None = None, names: list[str] | Non
                 "ci95_low": (s.get("ci95") or [None, None])[0],
                 "ci95_high": (s.get("ci95") or [None, None])[1],
                 **{f"level_{i}": (s.get("level_counts") or {}).get(str(i), 0) for i in range(3)},
+                "common_vs_first": by_name[n]["common"] if k and n in by_name else None,
+                "flips_vs_first": by_name[n]["flipped"] if k and n in by_name else None,
             }
-            for n, s in audits
+            for k, (n, s) in enumerate(audits)
         ]
     )
 

@@ -225,9 +225,12 @@ def _error_share_failed(summary: dict[str, Any], max_error_rate: float) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from vsil.report import flagged_csv_path
+
     if not os.path.exists(os.path.join(args.dir, "results.jsonl")):
         raise UsageError(f"{args.dir} has no results.jsonl (run `vsil audit ... --out {args.dir}` first)")
-    print(f"wrote {write_report(args.dir, args.out)}")
+    path = write_report(args.dir, args.out)
+    print(f"wrote {path}, {flagged_csv_path(path)}")
     return 0
 
 
@@ -237,6 +240,8 @@ def _compare(args: argparse.Namespace) -> int:
     for d in args.dirs:
         if not os.path.exists(os.path.join(d, "summary.json")):
             raise UsageError(f"{d} has no summary.json")
+        if not os.path.exists(os.path.join(d, "results.jsonl")):
+            raise UsageError(f"{d} has no results.jsonl")
     table = compare(args.dirs, args.out)
     print(table.to_string(index=False))
     print(f"wrote {args.out}")
@@ -263,13 +268,25 @@ def _backends(args: argparse.Namespace) -> int:
     for p in PRESETS.values():
         v = f" [variants: {', '.join(p.variants)}]" if len(p.variants) > 1 else ""
         print(f"  {p.name}: {p.description}{v}")
+    from vsil.pipeline import Pipeline
     from vsil.registry import REGISTRIES
 
+    used = Pipeline(VSILConfig()).describe()["backends"]
+    default = {
+        "image_evidence": used["image_evidence"],
+        "embedder": used["embedder"],
+        "classifier": f"{used['classifier']} ({used['mode']} mode)",
+        "judge": "none (--judge none)",
+    }
     for reg in REGISTRIES.values():
-        print(f"{reg.title}:")
+        print(f"\n{reg.title}: the default run uses {default.get(reg.kind, '')}")
         for spec in reg:
-            mark = "available" if spec.available() else f"not installed (pip install 'vsil[{spec.extra}]')"
-            print(f"  {spec.name}: {spec.description} [{mark}]")
+            missing = spec.missing()
+            mark = "installed" if not missing else f"not installed (pip install 'vsil[{spec.extra}]')"
+            print(f"  {spec.name} [{mark}]: {spec.description}")
+            weights = reg.weights(spec.name) if not missing else ""
+            if weights:
+                print(f"      weights: {weights}")
     return 0
 
 

@@ -70,6 +70,13 @@ class Registry:
         # describing imports only the backend's own module, which imports its heavy dependencies lazily
         return str(getattr(importlib.import_module(mod), attr).describe_config(config))
 
+    def weights(self, name: str) -> str:
+        """What model files backend ``name`` would use and where they were found (loads nothing)."""
+        spec = self.get(name)
+        mod, _, attr = spec.target.partition(":")
+        probe = getattr(getattr(importlib.import_module(mod), attr), "weights", None)
+        return str(probe(name)) if probe is not None else ""
+
     def __iter__(self) -> Any:
         return iter(self.specs.values())
 

@@ -214,6 +214,12 @@ class ShippedClassifier:
     def describe_config(cls, config: Any) -> str:
         return config.classify.classifier_path or "shipped"
 
+    @classmethod
+    def weights(cls, name: str = "") -> str:
+        if name not in SHIPPED_FILES:
+            return "the JSON file given with --classifier-path (with the harm models trained beside it)"
+        return str(resources.files("vsil").joinpath("data").joinpath(SHIPPED_FILES[name]))
+
 
 def beside(classifier_path: str | None, name: str) -> str | None:
     """``name`` in the folder of a custom classifier file, when it is there (else None: the shipped file).

@@ -27,6 +27,10 @@ class Captioner:
         return cls(e.captioner, device=config.run.device, prompt=e.captioner_prompt)
 
     @classmethod
+    def weights(cls, name: str = "") -> str:
+        return "none bundled: pass --captioner NAME (downloaded) or a local model folder"
+
+    @classmethod
     def describe_config(cls, config: Any) -> str:
         return f"caption:{config.evidence.captioner}"
 

@@ -65,6 +65,10 @@ class ClipTagger:
         )
 
     @classmethod
+    def weights(cls, name: str = "") -> str:
+        return "none bundled: pass --clip-model NAME and --clip-pretrained TAG (downloaded) or a local checkpoint file"
+
+    @classmethod
     def describe_config(cls, config: Any) -> str:
         e = config.evidence
         return f"clip:{e.clip_model}/{e.clip_pretrained}"

@@ -20,6 +20,10 @@ class GivenText:
     def describe_config(cls, config: Any) -> str:
         return "given"
 
+    @classmethod
+    def weights(cls, name: str = "") -> str:
+        return "no model: reads the dataset's own text"
+
     @staticmethod
     def parts(rec: Record) -> list[tuple[str, str]]:
         """The row's non-empty caption and safety reason, as (field, text) evidence parts."""

