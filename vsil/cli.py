@@ -184,7 +184,10 @@ def _audit(args: argparse.Namespace) -> int:
     if not args.no_report:
         if cfg.run.show_progress_bar is not False and (cfg.run.show_progress_bar or sys.stderr.isatty()):
             print("vsil: writing the report", file=sys.stderr)
+        from vsil.report import flagged_csv_path
+
         written.append(write_report(args.out))
+        written.append(flagged_csv_path(written[-1]))
     print("wrote " + ", ".join(written))
     print(_closing_line(summary, written))
     if failed:

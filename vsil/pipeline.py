@@ -81,6 +81,7 @@ class Pipeline:
         from vsil.stages.features.embed import embedder_backend
         from vsil.stages.features.harm import load_harm_model
         from vsil.stages.features.semantic import SemanticFeaturizer, load_sem_harm
+        from vsil.stages.features.text_harm import MODEL_FILE, load_text_harm
         from vsil.stages.judge import router
         from vsil.stages.risk.taxonomy import load_taxonomy
 
@@ -97,8 +98,16 @@ class Pipeline:
         if _wants_semantic(self.model):
             if choice.embedder is None:
                 raise UsageError("this classifier needs semantic features but no embedder is available")
-            head = load_sem_harm(beside(c.classify.classifier_path, "sem_harm.json"))
-            semantic = SemanticFeaturizer(choice.embedder, taxonomy, head)
+            custom = c.classify.classifier_path
+            head: Any
+            if self.model.meta.get("harm_head") == "text_harm":  # the classifier names the harm model it was trained on
+                head = load_text_harm(beside(custom, MODEL_FILE))
+                if head is None:
+                    raise UsageError(f"this classifier needs {MODEL_FILE} beside it (vsil train --out DIR writes it)")
+            else:  # classifiers trained with the older semantic head (sem_harm.json)
+                head = load_sem_harm(beside(custom, "sem_harm.json"))
+            hints = self.model.partial_model.hint_phrases if self.model.partial_model is not None else ()
+            semantic = SemanticFeaturizer(choice.embedder, taxonomy, head, hints)
         self.mode = "semantic" if semantic is not None else "lexical"
         self.evidence = EvidenceStage(c, taxonomy=taxonomy)
         self.features = FeatureStage(taxonomy, harm, semantic)

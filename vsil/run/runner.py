@@ -196,6 +196,7 @@ def run(
                 f"--resume: {len(sink.recomputed)} finished chunk(s) no longer matched the input and were scored again",
             ]
     manifest["engine"] = engine
+    manifest["input"] = _input_info(data, config)
     if ids.duplicates:
         manifest["warnings"] = [*manifest.get("warnings", []), ids.warning()]
     return builder.build(manifest)
@@ -249,6 +250,17 @@ def _run_key(config: VSILConfig, data: Any) -> dict[str, Any]:
     d["run"].pop("show_progress_bar", None)
     src = os.path.realpath(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else type(data).__name__
     return {"config": d, "data": src}
+
+
+def _input_info(data: Any, config: VSILConfig) -> dict[str, Any]:
+    """What the run read: the input's resolved path and a short name (the report's title)."""
+    if isinstance(data, (str, os.PathLike)):
+        path = os.path.realpath(os.fspath(data))
+        stem = os.path.basename(path.rstrip(os.sep))
+        for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".pq"):
+            stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
+        return {"path": path, "name": config.preset or stem}
+    return {"path": None, "name": config.preset or type(data).__name__}
 
 
 def _label(data: Any) -> str:

@@ -94,8 +94,91 @@ def level_rule(P: np.ndarray, threshold: float, partial_threshold: float | None)
     return np.where(P[:, 2] >= threshold, 2, below)
 
 
+@dataclass
+class PartialModel:
+    """P(level 1 | not a leak): a logistic regression of its own for partial leaks (a query that hints
+    at a risky goal, "without anyone noticing", while the risky content is only in the image).
+
+    Its input, standardised by ``mean_`` / ``scale_``: the named pair features ``feature_names``, then
+    the cosine similarity of the query to each of ``hint_phrases``, then (``query_embedding``) the
+    query's embedding itself. A row that is not a leak is level 1 when this probability is at least
+    ``threshold``."""
+
+    feature_names: tuple[str, ...]
+    hint_phrases: tuple[str, ...]
+    query_embedding: bool
+    mean_: np.ndarray
+    scale_: np.ndarray
+    coef_: np.ndarray
+    intercept_: float
+    threshold: float
+
+    def vector(self, values: Any, hint_sims: np.ndarray, query_emb: np.ndarray | None) -> np.ndarray:
+        parts = [np.array([values[n] for n in self.feature_names], dtype=np.float64), np.asarray(hint_sims, float)]
+        if self.query_embedding:
+            if query_emb is None:
+                raise ValueError("this partial-leak model needs the query embedding (semantic mode)")
+            parts.append(np.asarray(query_emb, dtype=np.float64))
+        return np.concatenate(parts)
+
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        Z = (np.atleast_2d(np.asarray(X, dtype=np.float64)) - self.mean_) / self.scale_
+        return np.asarray(1.0 / (1.0 + np.exp(-(Z @ self.coef_ + self.intercept_))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "logistic_regression",
+            "feature_names": list(self.feature_names),
+            "hint_phrases": list(self.hint_phrases),
+            "query_embedding": self.query_embedding,
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PartialModel:
+        if d.get("kind") != "logistic_regression":
+            raise ValueError(f"unknown partial-leak model kind {d.get('kind')!r}")
+        m = cls(
+            tuple(d["feature_names"]),
+            tuple(d.get("hint_phrases", ())),
+            bool(d.get("query_embedding", False)),
+            np.asarray(d["mean"], dtype=np.float64),
+            np.asarray(d["scale"], dtype=np.float64),
+            np.asarray(d["coef"], dtype=np.float64),
+            float(d["intercept"]),
+            float(d["threshold"]),
+        )
+        if len(m.coef_) != len(m.mean_) or len(m.scale_) != len(m.mean_):
+            raise ValueError("partial-leak model arrays do not match")
+        return m
+
+
+@dataclass(frozen=True)
+class HarmRule:
+    """The definition's rule: a query harmful by itself is a leak whatever the image shows. When the
+    text-only harm ``feature`` is at least ``tau``, P(leak) becomes max(P(leak), harm)."""
+
+    feature: str
+    tau: float
+
+    def apply(self, P: np.ndarray, harm: np.ndarray) -> np.ndarray:
+        out = P.copy()
+        hit = harm >= self.tau
+        boosted = np.maximum(out[hit, 2], harm[hit])
+        rest = np.clip(1.0 - out[hit, 2], 1e-12, None)
+        for c in (0, 1):  # P(0), P(1) shrink in proportion so the row still sums to 1
+            out[hit, c] = out[hit, c] / rest * (1.0 - boosted)
+        out[hit, 2] = boosted
+        return out
+
+
 class ShippedModel:
-    """The classifier plus its operating point (threshold) and training metadata."""
+    """The classifier plus its operating point (threshold), the harm rule, the partial-leak model and
+    training metadata."""
 
     def __init__(
         self,
@@ -104,12 +187,16 @@ class ShippedModel:
         meta: dict[str, Any],
         calibration: tuple[float, float] = (1.0, 0.0),
         partial_threshold: float | None = None,
+        harm_rule: HarmRule | None = None,
+        partial_model: PartialModel | None = None,
     ) -> None:
         self.clf = clf
         self.threshold = threshold
         self.meta = meta
         self.calibration = calibration
         self.partial_threshold = partial_threshold
+        self.harm_rule = harm_rule
+        self.partial_model = partial_model
 
     def calibrate3(self, P: np.ndarray) -> np.ndarray:
         """Class matrix (columns 0, 1, 2) with P(2) Platt-calibrated and P(0), P(1) rescaled to sum to 1."""
@@ -148,6 +235,10 @@ class ShippedModel:
                 "threshold": self.threshold,
                 "partial_threshold": self.partial_threshold,
                 "calibration": list(self.calibration),
+                "harm_rule": None
+                if self.harm_rule is None
+                else {"feature": self.harm_rule.feature, "tau": self.harm_rule.tau},
+                "partial_model": None if self.partial_model is None else self.partial_model.to_dict(),
                 "meta": self.meta,
             },
             indent=1,
@@ -158,12 +249,16 @@ class ShippedModel:
         d = json.loads(text)
         a, b = d.get("calibration", (1.0, 0.0))
         pt = d.get("partial_threshold")
+        hr = d.get("harm_rule")
+        pm = d.get("partial_model")
         return cls(
             LinearLeakModel.from_dict(d["classifier"]),
             float(d["threshold"]),
             d.get("meta", {}),
             (float(a), float(b)),
             None if pt is None else float(pt),
+            None if not hr else HarmRule(str(hr["feature"]), float(hr["tau"])),
+            None if not pm else PartialModel.from_dict(pm),
         )
 
 
@@ -242,9 +337,17 @@ class ClassifyStage:
         """One result per (record, evidence, features) item, in order."""
         if not items:
             return []
-        X = np.stack([f.vector(self.model.feature_names) for _, _, f in items])
-        P = self.model.proba3(X)
-        levels = self.model.levels(P, self.threshold)
+        m = self.model
+        X = np.stack([f.vector(m.feature_names) for _, _, f in items])
+        P = m.proba3(X)
+        if m.harm_rule is not None:  # a query harmful by itself is a leak whatever the image shows
+            P = m.harm_rule.apply(P, np.array([f.values[m.harm_rule.feature] for _, _, f in items]))
+        levels = m.levels(P, self.threshold)
+        if m.partial_model is not None:
+            pm = m.partial_model
+            X1 = np.stack([pm.vector(f.values, f.hint_sims, f.query_embedding) for _, _, f in items])
+            p1 = pm.proba(X1)
+            levels = np.where(levels == 2, 2, np.where(p1 >= pm.threshold, 1, 0))
         return [self.result(rec, ev, f, float(p), int(lvl)) for (rec, ev, f), p, lvl in zip(items, P[:, 2], levels)]
 
     def result(self, rec: Any, ev: Any, f: Any, p: float, level: int) -> LeakageResult:

@@ -11,7 +11,7 @@ is read, never changed, by the semantic step.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -40,6 +40,8 @@ class PairFeatures:
     image_risk: float
     overlap: float
     query_tokens: tuple[Token, ...]
+    query_embedding: np.ndarray | None = None  # the query's sentence embedding (semantic mode)
+    hint_sims: np.ndarray = field(default_factory=lambda: np.zeros(0))  # cosine to each partial-leak hint phrase
 
     def vector(self, names: tuple[str, ...]) -> np.ndarray:
         return np.array([self.values[n] for n in names], dtype=np.float64)
@@ -62,6 +64,8 @@ def combine(lex: PairAnalysis, sem: SemanticFeatures | None) -> PairFeatures:
         image_risk=lex.image_risk,
         overlap=lex.overlap,
         query_tokens=tuple(lex.query_tokens),
+        query_embedding=None if sem is None else sem.query_embedding,
+        hint_sims=np.zeros(0) if sem is None else sem.hint_sims,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 
 from vsil.stages.features.embed import Embedder
 from vsil.stages.features.lexical import RENDERED_TERM, PairAnalysis
+from vsil.stages.features.text_harm import TextHarmModel
 from vsil.stages.risk.taxonomy import Taxonomy
 from vsil.stages.risk.text import Token, normalized
 
@@ -44,6 +45,8 @@ class SemanticFeatures:
     values: dict[str, float]
     text_risk: float
     spans: list[tuple[int, int]]
+    query_embedding: np.ndarray | None = None
+    hint_sims: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -167,7 +170,13 @@ def _content_words(tokens: list[Token]) -> list[Token]:
 class SemanticFeaturizer:
     """Computes ``SEMANTIC_FEATURES`` (and semantic leak spans) for lexical ``PairAnalysis`` objects."""
 
-    def __init__(self, embedder: Embedder, taxonomy: Taxonomy, harm_head: HarmHead | None) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        taxonomy: Taxonomy,
+        harm_head: HarmHead | TextHarmModel | None,
+        hint_phrases: tuple[str, ...] = (),
+    ) -> None:
         if harm_head is not None and harm_head.dim != embedder.dim:
             raise ValueError(f"semantic harm model expects {harm_head.dim}-d embeddings, embedder gives {embedder.dim}")
         self.embedder = embedder
@@ -175,6 +184,7 @@ class SemanticFeaturizer:
         self.harm_head = harm_head
         texts, self.proto_ids = prototype_texts(taxonomy)
         self.P = embedder.encode(texts)
+        self.H = embedder.encode(list(hint_phrases)) if hint_phrases else np.zeros((0, embedder.dim), np.float32)
 
     def harm_probs(self, texts: list[str]) -> dict[str, float]:
         """Semantic text-only harm probability of each distinct text (empty without a harm head)."""
@@ -187,7 +197,7 @@ class SemanticFeaturizer:
     def features(
         self,
         items: list[tuple[str, list[Token], PairAnalysis]],
-        harm_heads: Sequence[HarmHead | None] | None = None,
+        harm_heads: Sequence[HarmHead | TextHarmModel | None] | None = None,
     ) -> list[SemanticFeatures]:
         """The semantic features of a batch of lexical analyses (one encode call for the batch); the
         lexical analyses are read, never changed."""
@@ -241,5 +251,6 @@ class SemanticFeaturizer:
                 ),
                 "sem_text_x_image": sem_harm * a.image_risk,
             }
-            out.append(SemanticFeatures(values, sem_harm, spans))
+            hint_sims = self.H @ q if len(self.H) else np.zeros(0)
+            out.append(SemanticFeatures(values, sem_harm, spans, q, hint_sims))
         return out
