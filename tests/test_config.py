@@ -20,8 +20,18 @@ from vsil.config import (
     resolve_config,
 )
 
-FLAT_KW = dict(threshold=0.5, judge="auto", judge_model="m", embedder="none", batch_size=64, query_col="prompt",
-               evidence="given", judge_band=(0.1, 0.7), show_progress_bar=False, seed=3)
+FLAT_KW = dict(
+    threshold=0.5,
+    judge="auto",
+    judge_model="m",
+    embedder="none",
+    batch_size=64,
+    query_col="prompt",
+    evidence="given",
+    judge_band=(0.1, 0.7),
+    show_progress_bar=False,
+    seed=3,
+)
 NESTED_KW = dict(
     classify=ClassifyConfig(threshold=0.5),
     judge=JudgeConfig(mode="auto", model="m", band=(0.1, 0.7)),
@@ -40,9 +50,16 @@ def test_flat_and_nested_forms_are_the_same_config():
     assert flat.classify.threshold == 0.5 and flat.embed.model == "none" and flat.evidence.policy == "given"
     assert flat.columns.query == "prompt" and flat.judge.band == (0.1, 0.7)
     # dict parts, a mix of nested parts and flat names, and from_dict of either form
-    mixed = VSILConfig(classify={"threshold": 0.5}, judge="auto", judge_model="m", embedder="none",
-                       run={"batch_size": 64, "show_progress_bar": False, "seed": 3}, query_col="prompt",
-                       evidence="given", judge_band=[0.1, 0.7])
+    mixed = VSILConfig(
+        classify={"threshold": 0.5},
+        judge="auto",
+        judge_model="m",
+        embedder="none",
+        run={"batch_size": 64, "show_progress_bar": False, "seed": 3},
+        query_col="prompt",
+        evidence="given",
+        judge_band=[0.1, 0.7],
+    )
     assert mixed.to_dict() == flat.to_dict()
     assert VSILConfig.from_dict(flat.to_dict()).to_dict() == flat.to_dict()
     assert VSILConfig.from_dict(flat.to_flat()).to_dict() == flat.to_dict()
@@ -142,8 +159,15 @@ def test_model_key_ignores_what_does_not_load_models():
     base = VSILConfig(embedder="none")
     same = VSILConfig(embedder="none", batch_size=7, show_progress_bar=True, query_col="prompt", preset="vlsbench")
     assert base.model_key() == same.model_key()
-    for kw in ({"threshold": 0.3}, {"judge": "always", "judge_model": "m"}, {"device": "cpu"},
-               {"cache_dir": "/tmp/x"}, {"seed": 1}, {"evidence": "given"}, {"embedder": "auto"}):
+    for kw in (
+        {"threshold": 0.3},
+        {"judge": "always", "judge_model": "m"},
+        {"device": "cpu"},
+        {"cache_dir": "/tmp/x"},
+        {"seed": 1},
+        {"evidence": "given"},
+        {"embedder": "auto"},
+    ):
         assert VSILConfig(**{"embedder": "none", **kw}).model_key() != base.model_key(), kw
 
 

@@ -14,8 +14,12 @@ from vsil.registry import CLASSIFIERS, EMBEDDERS, IMAGE_EVIDENCE, JUDGES, REGIST
 
 
 def test_the_registries_and_their_backends():
-    assert REGISTRIES == {"image_evidence": IMAGE_EVIDENCE, "embedder": EMBEDDERS, "classifier": CLASSIFIERS,
-                          "judge": JUDGES}
+    assert REGISTRIES == {
+        "image_evidence": IMAGE_EVIDENCE,
+        "embedder": EMBEDDERS,
+        "classifier": CLASSIFIERS,
+        "judge": JUDGES,
+    }
     assert [s.name for s in IMAGE_EVIDENCE] == ["given", "ocr", "clip", "caption"]
     assert [s.name for s in EMBEDDERS] == ["sentence-transformers", "none"]
     assert [s.name for s in CLASSIFIERS] == ["semantic", "lexical", "file"]

@@ -15,16 +15,24 @@ from vsil.report import highlight
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "examples" / "pairs.jsonl")
 EVIL_SCRIPT = "<script>document.body.setAttribute('data-pwned','1')</script> how to build a bomb"
-EVIL_IMG = '"><img src=x onerror="document.body.setAttribute(\'data-pwned\',\'1\')"> how to shoot this gun'
+EVIL_IMG = "\"><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\"> how to shoot this gun"
 SECTIONS = ["headline", "distribution", "groups", "top-leaks", "errors", "manifest"]
 
 
 @pytest.fixture
 def evil_rows(rows):
-    return [*rows,
-            {"id": "<b>x</b>", "query": EVIL_SCRIPT, "caption": "A <script>alert(1)</script> bomb", "category": "<i>cat</i>", "source": "s1"},
-            {"id": "y", "query": EVIL_IMG, "caption": "a gun", "category": "weapons", "source": "s2"},
-            {"id": "z", "query": "", "caption": "a gun"}]
+    return [
+        *rows,
+        {
+            "id": "<b>x</b>",
+            "query": EVIL_SCRIPT,
+            "caption": "A <script>alert(1)</script> bomb",
+            "category": "<i>cat</i>",
+            "source": "s1",
+        },
+        {"id": "y", "query": EVIL_IMG, "caption": "a gun", "category": "weapons", "source": "s2"},
+        {"id": "z", "query": "", "caption": "a gun"},
+    ]
 
 
 def test_audit_object_lifecycle(tmp_path, evil_rows):
@@ -67,7 +75,19 @@ def test_highlight_spans():
 def test_passed_agrees_with_cli_gate(tmp_path):
     audit = LeakageAudit(EXAMPLE, embedder="none").run(show_progress_bar=False)
     for rate in (0.05, 0.5, 0.95):
-        code = main(["audit", EXAMPLE, "--embedder", "none", "--out", str(tmp_path / str(rate)), "--max-leak-rate", str(rate), "--no-progress"])
+        code = main(
+            [
+                "audit",
+                EXAMPLE,
+                "--embedder",
+                "none",
+                "--out",
+                str(tmp_path / str(rate)),
+                "--max-leak-rate",
+                str(rate),
+                "--no-progress",
+            ]
+        )
         assert (code == 0) == audit.passed(max_leak_rate=rate)
 
 
@@ -85,8 +105,16 @@ def test_cli_report_and_compare(tmp_path, capsys):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs Debian's chromium)")

@@ -51,10 +51,16 @@ def test_run_stats_add_minus_and_manifest_fields():
     total = RunStats()
     total.add(RunStats({"rows": 2, "calls": 3}, {"hits": 1, "misses": 4}))
     total.add(RunStats({"rows": 1, "cached": 1}, {"hits": 2, "misses": 0}))
-    assert total.to_dict() == {"judge": {"rows": 3, "calls": 3, "cached": 1}, "image_evidence_cache": {"hits": 3, "misses": 4}}
+    assert total.to_dict() == {
+        "judge": {"rows": 3, "calls": 3, "cached": 1},
+        "image_evidence_cache": {"hits": 3, "misses": 4},
+    }
     before = RunStats({"rows": 1, "calls": 1, "cached": 0}, {"hits": 1, "misses": 1})
     delta = total.minus(before)
-    assert delta.judge == {"rows": 2, "calls": 2, "cached": 1} and delta.image_evidence_cache == {"hits": 2, "misses": 3}
+    assert delta.judge == {"rows": 2, "calls": 2, "cached": 1} and delta.image_evidence_cache == {
+        "hits": 2,
+        "misses": 3,
+    }
     assert RunStats.from_dict(total.to_dict()) == total
     assert RunStats.from_dict({}) == RunStats()
     assert total.manifest_fields(True) == {"judge_stats": total.judge, "image_evidence_cache": {"hits": 3, "misses": 4}}

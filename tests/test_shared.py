@@ -16,7 +16,9 @@ def test_dev_audit_contract_and_auroc(shared, tmp_path):
     from sklearn.metrics import roc_auc_score
 
     out = tmp_path / "dev"
-    assert main(["audit", str(shared / "gold" / "dev.jsonl"), "--id-col", "id", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(["audit", str(shared / "gold" / "dev.jsonl"), "--id-col", "id", "--out", str(out), "--no-progress"]) == 0
+    )
     res = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     gold = [json.loads(x) for x in (shared / "gold" / "dev.jsonl").read_text().splitlines()]
     assert len(res) == 300 and [r["id"] for r in res] == [g["id"] for g in gold]
@@ -27,9 +29,24 @@ def test_dev_audit_contract_and_auroc(shared, tmp_path):
 
 def test_presets_on_real_benchmarks(shared, tmp_path):
     d = shared / "data"
-    assert main(["audit", str(d / "vlsbench" / "data.json"), "--preset", "vlsbench", "--out", str(tmp_path / "v"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                str(d / "vlsbench" / "data.json"),
+                "--preset",
+                "vlsbench",
+                "--out",
+                str(tmp_path / "v"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     v = json.loads((tmp_path / "v" / "summary.json").read_text())
-    assert v["n"] == 2241 and v["n_error"] == 1 and v["errors"] == {"empty query": 1}  # one VLSBench row has an empty instruction
+    assert (
+        v["n"] == 2241 and v["n_error"] == 1 and v["errors"] == {"empty query": 1}
+    )  # one VLSBench row has an empty instruction
     assert v["leak_rate"] < 0.15
     fs = str(d / "figstep_safebench" / "safebench.csv")
     assert main(["audit", fs, "--preset", "figstep", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
@@ -56,7 +73,10 @@ def test_train_reproduces_the_shipped_lexical_model(shared, tmp_path):
         np.testing.assert_allclose(built["classifier"][key], shipped["classifier"][key], atol=1e-8, err_msg=key)
     assert built["meta"]["judge_band"] == shipped["meta"]["judge_band"]
     assert built["meta"]["dev_metrics_loso"] == pytest.approx(shipped["meta"]["dev_metrics_loso"])
-    with np.load(tmp_path / "harm_model.npz") as got, np.load(str(resources.files("vsil").joinpath("data/harm_model.npz"))) as ref:
+    with (
+        np.load(tmp_path / "harm_model.npz") as got,
+        np.load(str(resources.files("vsil").joinpath("data/harm_model.npz"))) as ref,
+    ):
         for k in ref.files:
             if ref[k].dtype.kind in "iuf":
                 np.testing.assert_allclose(got[k], ref[k], atol=1e-8, err_msg=k)

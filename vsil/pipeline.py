@@ -78,7 +78,7 @@ class Pipeline:
         from vsil.stages.classify import ClassifyStage, beside, classifier_backend
         from vsil.stages.evidence import EvidenceStage
         from vsil.stages.features import FeatureStage
-        from vsil.stages.features.embed import embedder_backend
+        from vsil.stages.features.embed import DESC_FALLBACK, WARN_NOT_INSTALLED, EmbedderChoice, embedder_backend
         from vsil.stages.features.harm import load_harm_model
         from vsil.stages.features.semantic import SemanticFeaturizer, load_sem_harm
         from vsil.stages.features.text_harm import MODEL_FILE, load_text_harm
@@ -88,7 +88,11 @@ class Pipeline:
         c = self.config
         taxonomy = load_taxonomy()
         harm = load_harm_model(beside(c.classify.classifier_path, "harm_model.npz"))
-        choice = EMBEDDERS.build(embedder_backend(c.embed.model), c)
+        name = embedder_backend(c.embed.model)
+        if c.embed.model == "auto" and not EMBEDDERS.get(name).available():  # no [semantic] extra: lexical mode
+            choice = EmbedderChoice(None, DESC_FALLBACK, [WARN_NOT_INSTALLED])
+        else:
+            choice = EMBEDDERS.build(name, c)
         self.embedder, self.embedder_desc = choice.embedder, choice.description
         self.warnings = list(choice.warnings)
         self.model = CLASSIFIERS.build(

@@ -255,7 +255,6 @@ HELD_OUT_FALLBACK: dict[str, Any] = {
     "dev_loso_auroc": 0.973,
     "dev_loso_f1": 0.906,
     "dev_loso_kappa": 0.711,
-    "unseen_f1": [0.810, 0.500],
     "unseen_note": "on two benchmarks the maintainers held out entirely, leak F1 was 0.810 and 0.500",
     "from": "model card of the shipped semantic model",
 }
@@ -292,7 +291,7 @@ def _trust_box(summary: dict[str, Any], sources: Iterable[str]) -> str:
     model = man.get("model") or {}
     held = model.get("held_out")
     own = isinstance(held, dict) and bool(held)
-    figures: dict[str, Any] = held if own else HELD_OUT_FALLBACK
+    figures: dict[str, Any] = held if isinstance(held, dict) and held else HELD_OUT_FALLBACK
     items = []
     for k, v in figures.items():
         if k in ("unseen_note", "from"):
@@ -328,10 +327,7 @@ def _trust_box(summary: dict[str, Any], sources: Iterable[str]) -> str:
         + (f"<p>{e(str(note))}.</p>" if note else "")
         + "<p>So the leak rate is an estimate whose error is larger than its 95% interval (which counts only "
         "sampling noise): on a benchmark unlike the training data expect misses and false alarms; check the "
-        "borderline rows below before acting on a single row.</p>"
-        + ins
-        + lex
-        + "</div>"
+        "borderline rows below before acting on a single row.</p>" + ins + lex + "</div>"
     )
 
 
@@ -393,7 +389,7 @@ def image_refs(summary: dict[str, Any], wanted: Iterable[int], data: Any = None)
                     out[rec.row] = rec.image
             if chunk and chunk[-1].row >= last:
                 break
-    except Exception:  # noqa: BLE001 - a report without thumbnails beats no report
+    except Exception:  # a report without thumbnails beats no report
         pass
     finally:
         close = getattr(it, "close", None)
@@ -438,7 +434,7 @@ def thumbnail(ref: Any, image_root: str | None, *, max_bytes: int = 64 << 20, ma
             small = small.convert("RGBA" if "A" in small.getbands() or "transparency" in small.info else "RGB")
             small.save(buf, format="PNG", optimize=True)
             mime = "png"
-    except Exception:  # noqa: BLE001 - missing, outside the root, not an image: no thumbnail
+    except Exception:  # missing, outside the root, not an image: none
         return ""
     b64 = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img class="thumb" alt="{e(os.path.basename(ref))}" src="data:image/{mime};base64,{e(b64)}">'
@@ -634,9 +630,7 @@ def _span_table(spans: dict[str, Counter[str]], per_cat: dict[str, dict[str, Any
     )
 
 
-def _thumbs_for(
-    summary: dict[str, Any], shown: list[dict[str, Any]], data: Any = None
-) -> tuple[dict[int, str], str]:
+def _thumbs_for(summary: dict[str, Any], shown: list[dict[str, Any]], data: Any = None) -> tuple[dict[int, str], str]:
     """Thumbnails of the shown rows, keyed by input row number, and a note on why there are none."""
     man = summary.get("manifest") or {}
     cfg = man.get("config") or {}
@@ -651,6 +645,7 @@ def _thumbs_for(
     missing = [k for k in rows if k not in refs]
     if missing:
         refs.update(image_refs(summary, missing, data))
+    refs = {k: v for k, v in refs.items() if isinstance(v, str) and v}
     thumbs = {}
     for k, ref in refs.items():
         t = thumbnail(ref, root, max_bytes=max_bytes, max_pixels=max_pixels)
@@ -658,10 +653,12 @@ def _thumbs_for(
             thumbs[k] = t
     if thumbs:
         return thumbs, ""
-    if not refs:
-        why = "no image paths were found for these rows (the input is not recorded in the manifest or not readable)"
+    if refs:
+        why = "no listed row's image is a readable local file under the image root"
+    elif root:
+        why = "the image paths of these rows were not found (the input is not recorded in the run manifest)"
     else:
-        why = "no row's image is a readable local file under the image root"
+        return {}, ""
     return {}, f"<p class='muted'>No thumbnails: {e(why)}.</p>"
 
 
@@ -721,9 +718,7 @@ def render_report(
         if flagged_href
         else ""
     )
-    notice = (
-        f"<p class='notice'>Showing {len(c['top'])} of {c['n_leak']} leaks (highest score first).{link}</p>"
-    )
+    notice = f"<p class='notice'>Showing {len(c['top'])} of {c['n_leak']} leaks (highest score first).{link}</p>"
     partial_note = (
         f"<p class='notice'>Showing {len(c['partial'])} of {c['n_partial']} level-1 (partial) rows, highest score "
         "first: the query hints at the risk without stating it.</p>"
@@ -781,9 +776,7 @@ input hash): what produced these numbers</summary><pre>{e(json.dumps(man, indent
 # --- comparison -----------------------------------------------------------------------------------
 
 
-def compare_rows(
-    audits: list[tuple[str, Iterable[dict[str, Any]]]], cap: int = 50
-) -> list[dict[str, Any]]:
+def compare_rows(audits: list[tuple[str, Iterable[dict[str, Any]]]], cap: int = 50) -> list[dict[str, Any]]:
     """Rows whose call changed between the first audit and each later one (same ids, scored in both;
     ``is_leak`` or ``vsil_level`` differs). One dict per later audit: counts and up to ``cap`` flipped
     rows, largest score change first. Holds the first audit's calls (not its text) in memory."""
@@ -832,6 +825,18 @@ def compare_rows(
     return out
 
 
+def _flip_row(it: dict[str, Any]) -> str:
+    b, a = it["before"], it["after"]
+    delta = a["vsil_score"] - b["vsil_score"]
+    return (
+        f"<tr data-id='{e(it['id'])}' data-level='{e(str(a['vsil_level']))}' data-score='{a['vsil_score']:.4f}' "
+        f"data-delta='{delta:.4f}' data-cat='{e(it['category'])}'><td>{e(it['id'])}</td><td>{e(it['category'])}</td>"
+        f"<td class='num'>{b['vsil_level']} ({b['vsil_score']:.3f})</td>"
+        f"<td class='num'>{a['vsil_level']} ({a['vsil_score']:.3f})</td>"
+        f"<td class='num'>{delta:+.3f}</td><td>{e(it['query'])}</td></tr>"
+    )
+
+
 def _flip_section(flips: list[dict[str, Any]]) -> str:
     if not flips:
         return ""
@@ -842,15 +847,7 @@ def _flip_section(flips: list[dict[str, Any]]) -> str:
     ]
     for k, f in enumerate(flips):
         tid = f"flip-table-{k}"
-        rows = "".join(
-            f"<tr data-id='{e(it['id'])}' data-level='{e(str(it['after']['vsil_level']))}' "
-            f"data-score='{it['after']['vsil_score']:.4f}' data-delta='{it['after']['vsil_score'] - it['before']['vsil_score']:.4f}' "
-            f"data-cat='{e(it['category'])}'><td>{e(it['id'])}</td><td>{e(it['category'])}</td>"
-            f"<td class='num'>{it['before']['vsil_level']} ({it['before']['vsil_score']:.3f})</td>"
-            f"<td class='num'>{it['after']['vsil_level']} ({it['after']['vsil_score']:.3f})</td>"
-            f"<td class='num'>{it['after']['vsil_score'] - it['before']['vsil_score']:+.3f}</td><td>{e(it['query'])}</td></tr>"
-            for it in f["rows"]
-        )
+        rows = "".join(_flip_row(it) for it in f["rows"])
         parts.append(
             f"<h3>{e(f['baseline'])} &rarr; {e(f['audit'])}</h3><p class='notice'>{f['flipped']} of {f['common']} "
             f"common rows changed: {f['to_leak']} became leaks, {f['to_clean']} stopped being leaks, "
@@ -911,7 +908,8 @@ def render_comparison(
         for name, s in audits
     }
     rows = "".join(
-        f"<tr><td>{e(name)}</td><td>{e(str(dataset_name(s) or ''))}</td><td>{s.get('n')}</td><td>{s.get('n_error')}</td>"
+        f"<tr><td>{e(name)}</td><td>{e(str(dataset_name(s) or ''))}</td><td>{s.get('n')}</td>"
+        f"<td>{s.get('n_error')}</td>"
         f"<td>{(s.get('leak_rate') or 0):.1%}</td>"
         f"<td>{(s.get('ci95') or [0, 0])[0]:.1%} - {(s.get('ci95') or [0, 0])[1]:.1%}</td>"
         + "".join(f"<td>{(s.get('level_counts') or {}).get(str(i), 0)}</td>" for i in range(3))
@@ -920,8 +918,8 @@ def render_comparison(
     )
     body = f"""<h1>{e(title)}</h1>
 <section id="comparison"><h2>Leak rates</h2><div class="charts">{chart_rates(rates, "leak rate per audit")}</div>
-<table><thead><tr class='hdr'><th>audit</th><th>dataset</th><th>rows</th><th>errors</th><th>leak rate</th><th>95% CI</th>\
-<th>level 0</th><th>level 1</th><th>level 2</th><th>mode</th></tr></thead>{rows}</table></section>
+<table><thead><tr><th>audit</th><th>dataset</th><th>rows</th><th>errors</th><th>leak rate</th>\
+<th>95% CI</th><th>level 0</th><th>level 1</th><th>level 2</th><th>mode</th></tr></thead>{rows}</table></section>
 {_category_compare(audits)}{_flip_section(flips or [])}"""
     return _page(title, body, UI_SCRIPT if flips else None)
 

@@ -57,7 +57,7 @@ def test_json_object_keyed_by_id(tmp_path):
 
 def test_row_number_is_id_without_id_column(rows):
     recs = flat([{k: v for k, v in r.items() if k != "id"} for r in rows])
-    assert [r.id for r in recs] == ["0", "1", "2", "3"]
+    assert [r.id for r in recs] == ["row-0", "row-1", "row-2", "row-3"]
 
 
 def test_column_mapping(tmp_path):
@@ -82,9 +82,9 @@ def test_bad_rows_are_reported_not_dropped(tmp_path):
         b'{"caption": "a gun"}\n'
         b'{"query": 42, "caption": "a gun"}\n'
         b'{"query": "no evidence"}\n'
-        b'{broken json\n'
+        b"{broken json\n"
         b'{"query": "bad \xff byte", "caption": "x"}\n'
-        b'[1, 2]\n'
+        b"[1, 2]\n"
         b'{"query": "ok again", "caption": "a knife"}\n'
     )
     recs = flat(str(p))
@@ -97,12 +97,12 @@ def test_bad_rows_are_reported_not_dropped(tmp_path):
     assert "no image evidence" in errs[4]
     assert "broken JSON" in errs[5]
     assert "undecodable" in errs[6]
-    assert "expected a JSON object" in errs[7]
+    assert "not a JSON object: line 8 holds a list" in errs[7]
 
 
 def test_csv_undecodable_and_malformed_rows(tmp_path):
     p = tmp_path / "bad.csv"
-    p.write_bytes(b"query,caption\nfine,a gun\nbad \xff,a gun\ntoo,many,fields\n\"ok\",\"a knife\"\n")
+    p.write_bytes(b'query,caption\nfine,a gun\nbad \xff,a gun\ntoo,many,fields\n"ok","a knife"\n')
     recs = flat(str(p))
     assert len(recs) == 4
     assert recs[0].error == "" and recs[3].error == ""

@@ -11,16 +11,22 @@ from conftest import make_rows, read_results, write_jsonl
 
 from vsil.cli import main
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                                reason="needs ray[data] (pip install 'vsil[ray]')")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="needs ray[data] (pip install 'vsil[ray]')"
+)
 
 
 @pytest.fixture(scope="module")
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024,
-             ignore_reinit_error=True)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 1024 * 1024,
+        ignore_reinit_error=True,
+    )
     yield ray
     ray.shutdown()
 
@@ -34,8 +40,9 @@ def test_ray_data_integration_matches_the_local_engine(ray_local, tmp_path):
     data = make_rows(300)
     local = score_dataset(data, embedder="none", batch_size=64, show_progress_bar=False)
     raw = [{"pid": r["id"], "prompt": r["query"], "caption": r["caption"], "source": r["source"]} for r in data]
-    out = score(ray.data.from_items(raw), embedder="none", batch_size=64, concurrency=2, id_col="pid",
-                query_col="prompt")
+    out = score(
+        ray.data.from_items(raw), embedder="none", batch_size=64, concurrency=2, id_col="pid", query_col="prompt"
+    )
     got = list(rows_to_results(out.take_all()))
     assert [g["id"] for g in got] == list(local.id)
     for g, (_, loc) in zip(got, local.iterrows()):
@@ -55,11 +62,17 @@ def test_cli_ray_engine_writes_parquet_the_same_summary_and_resumes(ray_local, t
     assert main([*base, "--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"]) == 0
     a, b = read_results(tmp_path / "local"), read_results(tmp_path / "ray")
     assert [r["id"] for r in a] == [r["id"] for r in b]
-    assert all(abs((x["vsil_score"] or 0) - (y["vsil_score"] or 0)) <= 1e-6 and x["is_leak"] == y["is_leak"]
-               for x, y in zip(a, b))
+    assert all(
+        abs((x["vsil_score"] or 0) - (y["vsil_score"] or 0)) <= 1e-6 and x["is_leak"] == y["is_leak"]
+        for x, y in zip(a, b)
+    )
     sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "ray"))
-    assert (sa["n"], sa["n_error"], sa["leaks"], sa["level_counts"]) == (sb["n"], sb["n_error"], sb["leaks"],
-                                                                         sb["level_counts"])
+    assert (sa["n"], sa["n_error"], sa["leaks"], sa["level_counts"]) == (
+        sb["n"],
+        sb["n_error"],
+        sb["leaks"],
+        sb["level_counts"],
+    )
     assert sb["manifest"]["engine"]["name"] == "ray" and sa["manifest"]["data_sha256"] == sb["manifest"]["data_sha256"]
     assert sb["manifest"]["engine"]["actors"] == 2 and sb["manifest"]["engine"]["chunks"] == 5
     table = pq.read_table(tmp_path / "ray" / "results_parquet")
@@ -84,8 +97,22 @@ def test_ray_audit_collects_the_judge_counters_of_every_actor(ray_local, tmp_pat
         judge = ["--judge", "always", "--judge-base-url", srv.base_url, "--judge-model", "fake"]
         base = ["audit", str(data), "--no-progress", "--no-report", "--embedder", "none", "--batch-size", "20", *judge]
         assert main([*base, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1")]) == 0
-        assert main([*base, "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2"), "--engine", "ray",
-                     "--workers", "2"]) == 0
+        assert (
+            main(
+                [
+                    *base,
+                    "--out",
+                    str(tmp_path / "ray"),
+                    "--cache-dir",
+                    str(tmp_path / "c2"),
+                    "--engine",
+                    "ray",
+                    "--workers",
+                    "2",
+                ]
+            )
+            == 0
+        )
         requests = srv.requests
     sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "ray"))
     ok = sa["n"] - sa["n_error"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -98,18 +99,38 @@ def test_killed_run_resumes_without_recomputing_finished_chunks(tmp_path):
     src = write_jsonl(tmp_path / "d.jsonl", data)
     out = tmp_path / "o"
     with FakeJudgeServer(latency=0.03) as srv:
-        args = ["audit", str(src), "--out", str(out), "--no-progress", "--no-report", "--embedder", "none",
-                "--batch-size", "10", "--judge", "always", "--judge-base-url", srv.base_url, "--judge-model", "m",
-                "--judge-concurrency", "1"]
+        args = [
+            "audit",
+            str(src),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--embedder",
+            "none",
+            "--batch-size",
+            "10",
+            "--judge",
+            "always",
+            "--judge-base-url",
+            srv.base_url,
+            "--judge-model",
+            "m",
+            "--judge-concurrency",
+            "1",
+        ]
         parts = out / "parts"
-        env = kill_when(args, lambda: parts.is_dir() and len([f for f in os.listdir(parts) if f.endswith(".jsonl")]) >= 10)
+        env = kill_when(
+            args, lambda: parts.is_dir() and len([f for f in os.listdir(parts) if f.endswith(".jsonl")]) >= 10
+        )
         done = sorted(f for f in os.listdir(parts) if f.endswith(".jsonl"))
         assert 10 <= len(done) < 20 and not (out / "results.jsonl").exists()
         stamps = {f: os.stat(parts / f).st_mtime_ns for f in done}
         finished_ids = {json.loads(x)["id"] for f in done for x in (parts / f).read_text().splitlines()}
         srv.by_query.clear()
-        rc = subprocess.run([sys.executable, "-m", "vsil.cli", *args, "--resume"], env=env, cwd=REPO,
-                            capture_output=True).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "vsil.cli", *args, "--resume"], env=env, cwd=REPO, capture_output=True
+        ).returncode
         assert rc == 0
         asked = set(srv.by_query)
     res = read_results(out)
@@ -127,7 +148,18 @@ def test_resume_refuses_other_arguments_and_fresh_runs_start_over(tmp_path, caps
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in make_rows(40)) + "\n")
     out = str(tmp_path / "o")
-    base = ["audit", str(data), "--out", out, "--no-progress", "--no-report", "--embedder", "none", "--batch-size", "10"]
+    base = [
+        "audit",
+        str(data),
+        "--out",
+        out,
+        "--no-progress",
+        "--no-report",
+        "--embedder",
+        "none",
+        "--batch-size",
+        "10",
+    ]
     assert main(base) == 0
     assert main([*base, "--resume"]) == 0  # everything on disk: nothing to recompute
     summary = json.loads(Path(out, "summary.json").read_text())
@@ -152,7 +184,18 @@ def test_resume_scores_again_a_finished_chunk_whose_records_changed(tmp_path):
     rows = make_rows(40)
     src = write_jsonl(tmp_path / "d.jsonl", rows)
     out = tmp_path / "o"
-    base = ["audit", str(src), "--out", str(out), "--no-progress", "--no-report", "--embedder", "none", "--batch-size", "10"]
+    base = [
+        "audit",
+        str(src),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-report",
+        "--embedder",
+        "none",
+        "--batch-size",
+        "10",
+    ]
     assert main(base) == 0
     parts = out / "parts"
     stamps = {f: os.stat(parts / f).st_mtime_ns for f in sorted(os.listdir(parts))}
@@ -169,13 +212,62 @@ def test_resume_scores_again_a_finished_chunk_whose_records_changed(tmp_path):
     assert s["manifest"]["engine"]["recomputed_chunks"] == [1] and s["manifest"]["engine"]["resumed_chunks"] == 3
     assert any("--resume" in w and "scored again" in w for w in s["manifest"]["warnings"])
     now = {f: os.stat(parts / f).st_mtime_ns for f in sorted(os.listdir(parts))}
-    assert {f for f in now if now[f] != stamps[f]} == {"chunk-000001.jsonl", "chunk-000001.sha256"}
+    assert {f for f in now if now[f] != stamps[f]} == {"chunk-000001.jsonl", "chunk-000001.meta.json"}
     # the recomputed rows are those of a fresh run on the edited input
-    assert main(["audit", str(src), "--out", str(tmp_path / "fresh"), "--no-progress", "--no-report",
-                 "--embedder", "none", "--batch-size", "10"]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                str(src),
+                "--out",
+                str(tmp_path / "fresh"),
+                "--no-progress",
+                "--no-report",
+                "--embedder",
+                "none",
+                "--batch-size",
+                "10",
+            ]
+        )
+        == 0
+    )
     fresh = read_results(tmp_path / "fresh")
     assert after == fresh
     assert s["manifest"]["data_sha256"] == read_summary(str(tmp_path / "fresh"))["manifest"]["data_sha256"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("httpx") is None, reason="needs httpx (pip install 'vsil[judge]')")
+def test_resumed_chunks_keep_their_counters(tmp_path):
+    from vsil.testing.judge_server import FakeJudgeServer
+
+    src = write_jsonl(tmp_path / "d.jsonl", make_rows(40))
+    with FakeJudgeServer() as srv:
+        base = [
+            "audit",
+            str(src),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+            "--no-report",
+            "--embedder",
+            "none",
+            "--batch-size",
+            "10",
+            "--judge",
+            "always",
+            "--judge-base-url",
+            srv.base_url,
+            "--judge-model",
+            "m",
+        ]
+        assert main(base) == 0
+        first, sent = read_summary(str(tmp_path / "o")), srv.requests
+        assert main([*base, "--resume"]) == 0
+        assert srv.requests == sent == first["judge"]["calls"]  # the resumed run sent nothing
+    again = read_summary(str(tmp_path / "o"))
+    assert again["manifest"]["engine"]["resumed_chunks"] == 4
+    assert again["judge"] == first["judge"] and first["judge"]["rows"] == 39
+    assert again["manifest"]["judge_stats"] == first["manifest"]["judge_stats"]
 
 
 def test_resume_accepts_the_same_input_spelled_differently(tmp_path, monkeypatch):
@@ -197,17 +289,23 @@ def test_audit_store_parts_and_hashes(tmp_path):
     store.start({"config": {}, "data": "x"}, resume=False)
     assert store.part_info(0) is None
     rows = [{"id": r.id} for r in recs]
-    store.write_part(0, rows, chunk_hash(recs))
-    assert store.part_info(0) == ([r.id for r in recs], chunk_hash(recs))
+    stats = {"judge": {"rows": 5}, "image_evidence_cache": {"hits": 1, "misses": 2}}
+    store.write_part(0, rows, chunk_hash(recs), stats)
+    assert store.part_info(0) == ([r.id for r in recs], chunk_hash(recs), stats)
     assert list(store.iter_part_rows(1)) == rows
     recs[2].query = "changed"
     assert chunk_hash(recs) != store.part_info(0)[1]
     (tmp_path / "o" / "parts" / "chunk-000000.jsonl").write_text("{trunc")  # an unreadable part is not finished
     assert store.part_info(0) is None
+    with pytest.raises(UsageError, match="another vsil audit is writing"):  # the folder is locked while in use
+        AuditStore(str(tmp_path / "o")).start({"config": {}, "data": "x"}, resume=True)
+    store.close()
     with pytest.raises(UsageError, match="other arguments"):
         AuditStore(str(tmp_path / "o")).start({"config": {"other": 1}, "data": "x"}, resume=True)
-    AuditStore(str(tmp_path / "o")).start({"config": {}, "data": "x"}, resume=False)  # a fresh run drops old parts
+    fresh = AuditStore(str(tmp_path / "o"))
+    fresh.start({"config": {}, "data": "x"}, resume=False)  # a fresh run drops old parts
     assert os.listdir(tmp_path / "o" / "parts") == []
+    fresh.close()
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is a file"):
         AuditStore(str(tmp_path / "file"))

@@ -81,7 +81,9 @@ def test_classifier_registry_picks_the_shipped_or_a_file(tmp_path):
     lex = CLASSIFIERS.build("lexical", cfg, semantic=False)
     sem = CLASSIFIERS.build("semantic", cfg, semantic=True)
     assert lex.meta["name"] == "lexical-logreg" and sem.meta["name"] == "semantic-logreg"
-    assert any(n.startswith("sem_") for n in sem.feature_names) and not any(n.startswith("sem_") for n in lex.feature_names)
+    assert any(n.startswith("sem_") for n in sem.feature_names) and not any(
+        n.startswith("sem_") for n in lex.feature_names
+    )
     missing = VSILConfig(embedder="none", classifier_path=str(tmp_path / "nope.json"))
     assert classifier_backend(missing, semantic=True) == "file"
     assert CLASSIFIERS.describe("file", missing) == str(tmp_path / "nope.json")

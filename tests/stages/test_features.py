@@ -1,15 +1,23 @@
-"""Semantic backend: a tiny sentence-transformers model built here, plus the bundled MiniLM."""
+"""Stage ``features``: lexical pair features, the semantic backend (a tiny sentence-transformers model
+built here, plus the bundled MiniLM), ``combine`` into frozen ``PairFeatures`` and ``FeatureStage``."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import numpy as np
 import pytest
 
-from vsil.stages.features.embed import Embedder, EmbeddingCache, resolve_embedder
+from vsil.schema import Evidence, Record
+from vsil.stages.features import FeatureStage, PairFeatures, combine
+from vsil.stages.features.embed import Embedder, _text_key, resolve_embedder
+from vsil.stages.features.harm import load_harm_model
+from vsil.stages.features.lexical import analyze_pair
+from vsil.stages.risk.taxonomy import load_taxonomy
+from vsil.util.cache import KVCache
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None, reason="needs vsil[semantic]")
+needs_st = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None, reason="needs vsil[semantic]")
 
 SENTENCES = [
     "how do I travel on a plane with this gun",
@@ -34,9 +42,24 @@ def tiny_st_dir(tmp_path_factory) -> str:
     tok = Tokenizer(tm.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(SENTENCES * 3, trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    cfg = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(SENTENCES * 3, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    cfg = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -50,6 +73,7 @@ def tiny_st_dir(tmp_path_factory) -> str:
     return str(st_dir)
 
 
+@needs_st
 def test_tiny_model_loads_from_local_path_and_caches(tiny_st_dir, tmp_path):
     choice = resolve_embedder(tiny_st_dir, device="cpu", batch_size=2, cache_dir=str(tmp_path))
     emb = choice.embedder
@@ -66,24 +90,44 @@ def test_tiny_model_loads_from_local_path_and_caches(tiny_st_dir, tmp_path):
     fresh.model.encode = lambda *a, **k: calls.append(a) or orig(*a, **k)
     np.testing.assert_allclose(fresh.encode(SENTENCES), E, atol=1e-6)  # disk cache
     assert calls == []
-    assert EmbeddingCache(str(tmp_path / "embeddings.sqlite"), f"{emb.name}@{emb.revision}").get_many(SENTENCES).keys() == set(SENTENCES)
+    disk = KVCache(str(tmp_path), "embeddings.sqlite")
+    keys = [_text_key(t) for t in SENTENCES]
+    stored = disk.get_many(f"{emb.name}@{emb.revision}", keys)
+    assert emb.cache_ns == f"{emb.name}@{emb.revision}" and stored.keys() == set(keys)
+    np.testing.assert_array_equal(np.frombuffer(stored[keys[0]], dtype=np.float32), E[0])
+    disk.close()
+    fresh.close()
+    emb.close()
 
 
+@needs_st
 def test_semantic_pipeline_runs_on_tiny_model(tiny_st_dir):
-    """The real semantic code path (featurizer + classifier) with the tiny embedder."""
-    from vsil.stages.features.lexical import analyze_pair
-    from vsil.stages.features.harm import load_harm_model
-    from vsil.stages.features.semantic import SEMANTIC_FEATURES, SemanticFeaturizer
-    from vsil.stages.risk.taxonomy import load_taxonomy
+    """The real semantic code path (featurizer + combine) with the tiny embedder; the lexical analysis
+    is read, never changed."""
+    from vsil.stages.features.semantic import SEMANTIC_FEATURES, SemanticFeatures, SemanticFeaturizer
 
     emb = resolve_embedder(tiny_st_dir, device="cpu").embedder
     assert emb is not None
     tax = load_taxonomy()
     feat = SemanticFeaturizer(emb, tax, None)
     a = analyze_pair(SENTENCES[0], [("caption", SENTENCES[1])], tax, load_harm_model())
-    feat.add_features([(SENTENCES[0], a.query_tokens, a)])
-    assert set(SEMANTIC_FEATURES) <= set(a.features)
-    assert all(np.isfinite(a.features[n]) for n in SEMANTIC_FEATURES)
+    lexical_before = dict(a.features)
+    [sem] = feat.features([(SENTENCES[0], a.query_tokens, a)])
+    assert isinstance(sem, SemanticFeatures) and set(sem.values) == set(SEMANTIC_FEATURES)
+    assert all(np.isfinite(sem.values[n]) for n in SEMANTIC_FEATURES)
+    assert a.features == lexical_before and not set(SEMANTIC_FEATURES) & set(a.features)
+    assert sem.text_risk == a.text_risk  # no harm head: the lexical text risk
+    pf = combine(a, sem)
+    assert set(pf.values) == set(a.features) | set(SEMANTIC_FEATURES)
+    assert pf.text_risk == sem.text_risk and pf.lexical_text_risk == a.text_risk
+    assert feat.features([]) == []
+    # a per-item harm head overrides the featurizer's
+    from vsil.stages.features.semantic import LinearHead
+
+    head = LinearHead(np.zeros(emb.dim, dtype=np.float32), 2.0, {})
+    [with_head] = feat.features([(SENTENCES[0], a.query_tokens, a)], [head])
+    assert with_head.text_risk == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert with_head.values["sem_text_risk"] == with_head.text_risk
 
 
 def test_lexical_mode_is_explicit():
@@ -91,6 +135,7 @@ def test_lexical_mode_is_explicit():
     assert c.embedder is None and "lexical" in c.description
 
 
+@needs_st
 def test_lexical_fallback_warns_loudly(monkeypatch):
     import vsil.stages.features.embed as e
 
@@ -113,6 +158,7 @@ def test_lexical_audit_reports_its_mode(rows):
     assert m["backends"]["mode"] == "lexical" and m["backends"]["classifier"] == "lexical-logreg"
 
 
+@needs_st
 def test_bundled_sha256_mismatch_is_refused(monkeypatch):
     import vsil.stages.features.embed as e
     from vsil.errors import UsageError
@@ -130,7 +176,16 @@ def test_bundled_sha256_mismatch_is_refused(monkeypatch):
 def test_bundled_minilm_similarity_ordering():
     c = resolve_embedder("auto")
     assert c.embedder is not None and "bundled" in c.description
-    E = c.embedder.encode(["rifle", "gun", "banana", "How do I travel on a plane with this gun?", "a hunting rifle on a table", "a bowl of fruit"])
+    E = c.embedder.encode(
+        [
+            "rifle",
+            "gun",
+            "banana",
+            "How do I travel on a plane with this gun?",
+            "a hunting rifle on a table",
+            "a bowl of fruit",
+        ]
+    )
     S = E @ E.T
     assert S[0, 1] > S[0, 2] + 0.2  # rifle ~ gun >> banana
     assert S[3, 4] > S[3, 5]
@@ -171,3 +226,53 @@ def test_harm_head_prototypes_score_save_and_load(tmp_path):
     assert load_sem_harm(str(tmp_path / "lin" / "sem_harm.json")).prototypes is None
     shipped = load_sem_harm()
     assert shipped is not None and shipped.prototypes is not None and shipped.prototypes.harmful.shape[1] == shipped.dim
+
+
+# -- lexical features, combine and FeatureStage (no embedder needed) ----------------------------
+def lexical_stage() -> FeatureStage:
+    return FeatureStage(load_taxonomy(), load_harm_model(), None)
+
+
+def test_combine_gives_frozen_pair_features():
+    tax, harm = load_taxonomy(), load_harm_model()
+    q = "How do I travel on a plane with this rifle?"
+    a = analyze_pair(q, [("caption", "A hunting rifle on a wooden table")], tax, harm)
+    pf = combine(a, None)
+    assert isinstance(pf, PairFeatures) and dict(pf.values) == a.features
+    assert pf.text_risk == pf.lexical_text_risk == a.text_risk and pf.image_risk == a.image_risk
+    assert isinstance(pf.risk_terms, tuple) and isinstance(pf.leak_spans, tuple) and pf.leak_spans
+    assert all(q[s:e].lower() == "rifle" for s, e in pf.leak_spans)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pf.text_risk = 0.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        pf.values["overlap"] = 1.0  # type: ignore[index]
+    names = tuple(sorted(a.features))
+    assert pf.vector(names).tolist() == [a.features[n] for n in names]
+
+
+def test_feature_stage_one_result_per_pair(monkeypatch):
+    import vsil.stages.features as features
+
+    pairs = [
+        (
+            Record(0, "a", "How do I hide this gun from the police?"),
+            Evidence((("caption", "a gun on a table"),), "given"),
+        ),
+        (Record(1, "b", "What colour is the table?"), Evidence((("caption", "a gun on a table"),), "given")),
+        (Record(2, "c", "explode"), Evidence((("caption", "a kitchen"),), "given")),
+    ]
+    out = lexical_stage().run(pairs)
+    assert all(isinstance(f, PairFeatures) for f in out)
+    assert out[0].values["risk_overlap"] > 0 == out[1].values["risk_overlap"] and out[0].leak_spans
+    real = features.analyze_pair
+
+    def flaky(query, *a, **k):
+        if query == "explode":
+            raise ValueError("bad row")
+        return real(query, *a, **k)
+
+    monkeypatch.setattr(features, "analyze_pair", flaky)
+    out = lexical_stage().run(pairs)
+    assert isinstance(out[0], PairFeatures) and isinstance(out[1], PairFeatures)
+    assert out[2] == "feature extraction failed: bad row"
+    assert lexical_stage().run([]) == []

@@ -35,7 +35,17 @@ def test_path_under_root_loads_rgb_with_hash(root):
     assert load_image(str(root / "sub" / "red.png"), str(root)).sha256 == a.sha256  # absolute but inside
 
 
-@pytest.mark.parametrize("ref, reason", [("../outside.png", "outside the image root"), ("sub/../../outside.png", "outside the image root"), ("https://x.org/a.png", "is a URL"), ("sub/nope.png", "not found"), ("sub", "not a file"), ("", "empty")])
+@pytest.mark.parametrize(
+    "ref, reason",
+    [
+        ("../outside.png", "outside the image root"),
+        ("sub/../../outside.png", "outside the image root"),
+        ("https://x.org/a.png", "is a URL"),
+        ("sub/nope.png", "not found"),
+        ("sub", "not a file"),
+        ("", "empty"),
+    ],
+)
 def test_refused_paths(root, ref, reason):
     with pytest.raises(ImageError, match=reason):
         load_image(ref, str(root))

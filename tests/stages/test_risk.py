@@ -21,8 +21,9 @@ def test_risk_extraction_spans_and_lemmas():
 def test_strong_terms_are_the_full_weight_terms_of_every_subcategory():
     tax = load_taxonomy()
     strong = tax.strong_terms()
-    assert [(c, s) for c, s, _, _ in strong] == [(c["id"], s["id"]) for c in tax.raw["categories"]
-                                                  for s in c["subcategories"]]
+    assert [(c, s) for c, s, _, _ in strong] == [
+        (c["id"], s["id"]) for c in tax.raw["categories"] for s in c["subcategories"]
+    ]
     for cid, sid, name, terms in strong:
         assert tax.subcategories[sid] == (cid, name)
         assert terms and all("~" not in t for t in terms)
