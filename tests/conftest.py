@@ -85,7 +85,7 @@ def read_results(d: Path) -> list[dict]:
     """The rows of ``d/results.jsonl``."""
     import json
 
-    return [json.loads(x) for x in (d / "results.jsonl").read_text().splitlines()]
+    return [json.loads(x) for x in (d / "results.jsonl").read_text(encoding="utf-8").split("\n") if x.strip()]
 
 
 def kill_when(args: list[str], done: Any, timeout: float = 120.0) -> dict[str, str]:

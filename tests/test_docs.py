@@ -208,3 +208,14 @@ def test_the_parser_sees_the_docs():
     assert len(PYTHON) >= 3 and len(SHELL) >= 3
     assert any(b.path.name == "README.md" for b in PYTHON)
     assert os.path.exists(REPO / "examples" / "pairs.jsonl")
+
+
+def test_skip_marker_is_read(tmp_path: Path):
+    md = tmp_path / "x.md"
+    md.write_text(
+        "text\n\n<!-- docs-test: skip (needs ../shared) -->\n```bash\nvsil audit ../shared/d.json\n```\n\n"
+        "```bash\npip install vsil\n```\n\n```\nvsil audit anything   # prose, no language\n```\n",
+        encoding="utf-8",
+    )
+    blocks = parse_blocks(md)
+    assert [(b.line, b.skip) for b in blocks] == [(4, "needs ../shared"), (8, None)]

@@ -225,6 +225,7 @@ def _cmdline(pid: int) -> str:
 WORKERS = ["--no-report", "--workers", "2", "--batch-size", "50"]
 
 
+@pytest.mark.slow  # ~16 s: 30,000 rows keep two spawned workers busy
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_workers_exit_when_the_parent_is_sigkilled(tmp_path):
     src = write_jsonl(tmp_path / "d.jsonl", make_rows(30_000))

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import typing
-from typing import Any
+from typing import Any, NoReturn
 
 from vsil import __version__
 from vsil.audit import gate_passed, write_report
@@ -91,12 +91,20 @@ def config_from_args(args: argparse.Namespace) -> VSILConfig:
     return cfg
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error reported as one line (``vsil: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        where = f"{self.prog.split()[-1]}: " if " " in self.prog else ""
+        self.exit(2, f"vsil: error: {where}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="vsil", description="Audit multimodal safety datasets for visual safety information leakage."
     )
     p.add_argument("--version", action="version", version=f"vsil {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     a = sub.add_parser(
         "audit",

@@ -35,6 +35,7 @@ class Pipeline:
         c = self.config
         if self._loaded:
             model, emb_desc, mode = self.model, self.embedder_desc, self.mode
+            self.warnings = list(dict.fromkeys(self.warnings + self.cache_warnings()))
         else:
             from vsil.registry import CLASSIFIERS, EMBEDDERS
             from vsil.stages.classify import classifier_backend
@@ -164,6 +165,15 @@ class Pipeline:
         for (i, *_), r in zip(scored, results):
             out[i] = r
         return [r for r in out if r is not None], self.stats().minus(before)
+
+    def cache_warnings(self) -> list[str]:
+        """Warnings of the caches this pipeline opened (a corrupt file moved aside and rebuilt)."""
+        caches = [self.evidence.cache]
+        if self.embedder is not None and self.embedder.disk_cache is not None:
+            caches.append(self.embedder.disk_cache)
+        if self.judge is not None:
+            caches.append(self.judge.judge.cache.store)
+        return [w for c in caches for w in c.warnings]
 
     def routed(self) -> list[tuple[str, float]]:
         """The last chunk's rows sent to the judge: (id, distance to the decision boundary), least certain first."""

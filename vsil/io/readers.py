@@ -60,7 +60,7 @@ def _iter_jsonl(path: str) -> Iterator[RawItem]:
                 if not line.strip():
                     continue
                 try:
-                    text = line.decode("utf-8")
+                    text = line.decode("utf-8-sig" if n == 1 else "utf-8")  # a byte-order mark on line 1 is fine
                 except UnicodeDecodeError as e:
                     yield None, f"undecodable byte: line {n}, position {e.start} (not UTF-8)"
                     continue
@@ -68,6 +68,9 @@ def _iter_jsonl(path: str) -> Iterator[RawItem]:
                     obj = json.loads(text)
                 except json.JSONDecodeError as e:
                     yield None, f"broken JSON: line {n}, {e.msg} at column {e.colno}"
+                    continue
+                except RecursionError:
+                    yield None, f"broken JSON: line {n}, nested too deeply"
                     continue
                 if not isinstance(obj, dict):
                     yield None, f"not a JSON object: line {n} holds a {type(obj).__name__}"
@@ -80,9 +83,11 @@ def _iter_jsonl(path: str) -> Iterator[RawItem]:
 def _iter_json(path: str) -> Iterator[RawItem]:
     try:
         with _open_binary(path) as f:
-            data = json.loads(f.read().decode("utf-8"))
+            data = json.loads(f.read().decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"{path}: not valid UTF-8 JSON ({e})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested too deeply") from None
     except (EOFError, OSError) as e:
         raise UsageError(f"{path}: cannot read ({e})") from None
     if isinstance(data, dict):

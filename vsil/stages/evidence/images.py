@@ -38,18 +38,18 @@ def _within(path: str, root: str) -> bool:
 def resolve_path(ref: str, image_root: str | None) -> str:
     """The real path of ``ref`` under ``image_root`` (default: the working directory), or ImageError."""
     if "\x00" in ref:
-        raise ImageError(f"image path {ref[:80]!r} contains a NUL byte")
+        raise ImageError(f"invalid image path: {ref[:80]!r} contains a NUL byte")
     if any("\ud800" <= ch <= "\udfff" for ch in ref):
-        raise ImageError(f"image path {ref[:80]!r} is not valid Unicode")
+        raise ImageError(f"invalid image path: {ref[:80]!r} is not valid Unicode")
     if "://" in ref or ref.startswith("data:"):
-        raise ImageError(f"image {ref[:80]!r} is a URL; only local files are read")
+        raise ImageError(f"image is a URL (only local files are read): {ref[:80]!r}")
     root = os.path.realpath(image_root or os.getcwd())
     joined = os.path.normpath(os.path.join(root, ref))
     if not _within(joined, root):
-        raise ImageError(f"image path {ref!r} is outside the image root {root}")
+        raise ImageError(f"image outside the image root: {ref!r} is not under {root}")
     real = os.path.realpath(joined)
     if not _within(real, root):
-        raise ImageError(f"image path {ref!r} resolves (through a symlink) outside the image root {root}")
+        raise ImageError(f"image outside the image root: {ref!r} resolves (through a symlink) outside {root}")
     if not os.path.exists(real):
         raise ImageError(f"image file not found: {ref}")
     if not os.path.isfile(real):
@@ -67,7 +67,8 @@ def _decode(data: bytes, origin: str, max_pixels: int) -> Any:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageError(
-                    f"image {origin} is {w}x{h} pixels, above the limit of {max_pixels} (decompression-bomb guard)"
+                    f"image too large: {origin} is {w}x{h} pixels, above the limit of {max_pixels} "
+                    "(decompression-bomb guard)"
                 )
             if getattr(im, "is_animated", False):
                 im.seek(0)
@@ -77,9 +78,9 @@ def _decode(data: bytes, origin: str, max_pixels: int) -> Any:
     except UnidentifiedImageError:
         raise ImageError(f"not an image file: {origin}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"image {origin} refused by the decompression-bomb guard: {e}") from None
+        raise ImageError(f"image refused by the decompression-bomb guard: {origin}: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"corrupt or truncated image {origin}: {e}") from None
+        raise ImageError(f"corrupt or truncated image: {origin}: {e}") from None
     return to_rgb(im)
 
 
@@ -134,7 +135,7 @@ def read_image(
         if not data:
             raise ImageError("image bytes are empty")
         if len(data) > max_bytes:
-            raise ImageError(f"image bytes are {len(data):,}, above the limit of {max_bytes:,}")
+            raise ImageError(f"image too large: {len(data):,} bytes, above the limit of {max_bytes:,}")
         return ImageSource(hashlib.sha256(data).hexdigest(), "(bytes)", data=data)
     if isinstance(ref, (str, os.PathLike)):
         s = os.fspath(ref)
@@ -144,22 +145,22 @@ def read_image(
         try:
             size = os.path.getsize(path)
             if size > max_bytes:
-                raise ImageError(f"image file {s} is {size:,} bytes, above the limit of {max_bytes:,}")
+                raise ImageError(f"image too large: {s} is {size:,} bytes, above the limit of {max_bytes:,}")
             with open(path, "rb") as f:
                 data = f.read(max_bytes + 1)
         except OSError as e:
-            raise ImageError(f"cannot read image {s}: {e.strerror}") from None
+            raise ImageError(f"cannot read image: {s}: {e.strerror}") from None
         return ImageSource(hashlib.sha256(data).hexdigest(), s, data=data)
     if hasattr(ref, "mode") and hasattr(ref, "size") and hasattr(ref, "tobytes"):
         w, h = ref.size
         if w * h > max_pixels:
-            raise ImageError(f"image is {w}x{h} pixels, above the limit of {max_pixels}")
+            raise ImageError(f"image too large: {w}x{h} pixels, above the limit of {max_pixels}")
         if getattr(ref, "is_animated", False):
             ref.seek(0)
         rgb = to_rgb(ref)
         digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
         return ImageSource(digest, "PIL image", pil=rgb)
-    raise ImageError(f"unsupported image value of type {type(ref).__name__}")
+    raise ImageError(f"unsupported image value: type {type(ref).__name__}")
 
 
 def load_image(ref: Any, image_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:

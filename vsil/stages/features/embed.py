@@ -93,6 +93,11 @@ class Embedder:
             self._disk = KVCache(self.cache_dir, "embeddings.sqlite", memory_limit=0)
 
     @property
+    def disk_cache(self) -> KVCache | None:
+        """The on-disk embedding cache (None without ``cache_dir``)."""
+        return self._disk
+
+    @property
     def cache_ns(self) -> str:
         return f"{self.name}@{self.revision}"
 
