@@ -7,7 +7,9 @@ With ``--judge-model`` (and ``--judge-base-url`` for an OpenAI-compatible server
 or Ollama, or ``--judge-backend transformers`` for a local model) the same table gets two more rows:
 that real judge under ``auto`` and ``always``, which is the judged system's accuracy on the dev set.
 
-    python benchmarks/judge_routing.py [--shared ../shared] [--embedder none]
+It then checks the budget: the share of rows ``--judge auto`` routes on every shared benchmark.
+
+    python benchmarks/judge_routing.py [--shared ../shared] [--embedder none] [--no-budget-check]
         [--judge-model M [--judge-base-url URL] [--judge-backend openai|transformers]
          [--judge-api-key-env VAR] [--cache-dir DIR]]
 """
@@ -39,6 +41,7 @@ def _run() -> argparse.Namespace:
     ap.add_argument("--shared", default=DEFAULT_SHARED)
     ap.add_argument("--embedder", default="auto", help="auto (semantic default) or none (lexical)")
     ap.add_argument("--update-docs", action="store_true", help="write the output into docs/benchmarks.md")
+    ap.add_argument("--no-budget-check", action="store_true", help="skip the routed share on every shared benchmark")
     real = ap.add_argument_group("a real judge (optional)")
     real.add_argument("--judge-model", help="also measure this judge model under auto and always")
     real.add_argument("--judge-backend", default="openai", choices=("openai", "transformers"))
@@ -76,8 +79,56 @@ def _run() -> argparse.Namespace:
             rows.append(_row(f"{a.judge_backend}:{a.judge_model}", mode, df, y, time.time() - t0))
             print(f"{a.judge_model} ({mode}): {df.attrs['summary']['judge']}")
     print(format_table(rows, ["judge", "routing", "call_rate", "f1", "precision", "recall", "kappa3", "seconds"]))
-
+    if not a.no_budget_check:
+        budget_check(a)
     return a
+
+
+BENCHMARKS = [  # (name, path under data/, preset): every shared multimodal benchmark with given evidence
+    ("VLSBench", "vlsbench/data.json", "vlsbench"),
+    ("FigStep", "figstep_safebench/safebench.csv", "figstep"),
+    ("MM-SafetyBench", "mm_safetybench/processed_questions", "mm_safetybench:question"),
+    ("HarmBench-mm", "harmbench/harmbench_behaviors_multimodal_all.csv", "harmbench_mm"),
+    ("VLSafe", "vlsafe/examine_sampled_500_VLSafe.jsonl", "vlsafe"),
+    ("VLGuard test", "vlguard/test.json", "vlguard"),
+    ("gold dev", None, None),
+]
+
+
+def budget_check(a: argparse.Namespace) -> None:
+    """The share of rows ``--judge auto`` routes under the default budget on every shared benchmark."""
+    from vsil.config import JudgeConfig
+
+    budget = JudgeConfig().budget
+    rows = []
+    with FakeJudgeServer({}) as srv:
+        for name, rel, preset in BENCHMARKS:
+            path = dev_set(a.shared)[0] if rel is None else os.path.join(a.shared, "data", rel)
+            if not os.path.exists(path):
+                rows.append({"benchmark": name, "rows": "missing"})
+                continue
+            cfg = VSILConfig(
+                embedder=a.embedder,
+                judge="auto",
+                judge_base_url=srv.base_url,
+                judge_model="rule",
+                preset=preset,
+                show_progress_bar=False,
+            )
+            df = score_dataset(path, config=cfg)
+            n_ok = int((df.status == "ok").sum())
+            routed = int(df.attrs["summary"]["judge"]["rows"])
+            rows.append(
+                {
+                    "benchmark": name,
+                    "rows": n_ok,
+                    "routed": routed,
+                    "share": routed / max(1, n_ok),
+                    "within budget": routed <= budget * n_ok,
+                }
+            )
+    print(f"\n--judge auto with the default budget ({budget:.0%} of each chunk's rows) on every shared benchmark:")
+    print(format_table(rows, ["benchmark", "rows", "routed", "share", "within budget"]))
 
 
 def _row(judge: str, mode: str, df: Any, y: Any, secs: float) -> dict[str, Any]:
