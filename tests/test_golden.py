@@ -1,5 +1,7 @@
 """Golden-output guards for behaviour-preserving changes: the audit of the repository example must give,
-row for row, the output of the code before the restructure (``tests/data/golden_example_results.jsonl``;
+row for row, the stored output (``tests/data/golden_example_results.jsonl``, written by the code before
+the restructure and refreshed once when the new detector shipped, with
+``vsil audit examples/pairs.jsonl --out OUT --no-report`` and a copy of ``OUT/results.jsonl``;
 floats to ``TOL``, NaN equal to NaN), and the lexical audit of the dev set (``../shared``, not ours to ship)
 must hash to the stored digest of its canonical rows (``tests/data/golden_dev_lexical.json``).
 

@@ -47,7 +47,10 @@ def test_presets_on_real_benchmarks(shared, tmp_path):
     assert (
         v["n"] == 2241 and v["n_error"] == 1 and v["errors"] == {"empty query": 1}
     )  # one VLSBench row has an empty instruction
-    assert v["leak_rate"] < 0.15
+    # VLSBench is built so that the image carries the risk (about 4% of its dev rows leak): the detector chosen
+    # by leave-one-benchmark-out calls 22% of it a leak (the model before it, which trained on VLSBench rows and
+    # chose its threshold on dev, 7%); the model card states this cost. The bound guards against a collapse.
+    assert v["leak_rate"] < 0.30
     fs = str(d / "figstep_safebench" / "safebench.csv")
     assert main(["audit", fs, "--preset", "figstep", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
     assert main(["audit", fs, "--preset", "figstep:generic", "--out", str(tmp_path / "g"), "--no-progress"]) == 0

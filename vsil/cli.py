@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="where to write the model files (default: inside the package)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    t.add_argument("--cache-dir", metavar="DIR", help="embedding cache, so a second training run skips the encoding")
 
     sub.add_parser("backends", help="list presets and backends, and which are available")
     return p
@@ -266,7 +267,7 @@ def _train(args: argparse.Namespace) -> int:
     shared = args.shared or default_shared_dir()
     if not os.path.isdir(os.path.join(shared, "data")):
         raise UsageError(f"shared data not found in {shared}; pass --shared DIR")
-    rep = train(shared, args.out or PKG_DATA, seed=args.seed)
+    rep = train(shared, args.out or PKG_DATA, seed=args.seed, cache_dir=args.cache_dir)
     if args.json:
         print(main_json(rep))
     return 0

