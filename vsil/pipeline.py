@@ -62,7 +62,10 @@ class Pipeline:
                 "judge": router.describe_config(c),
                 "judge_routing": router.describe_routing(c, band),
             },
-            "model": {k: model.meta.get(k) for k in ("name", "trained_at", "training_data", "seed", "features")},
+            "model": {
+                k: model.meta.get(k)
+                for k in ("name", "trained_at", "training_data", "seed", "features", "harm_head", "held_out")
+            },
             "taxonomy_version": load_taxonomy().version,
             "seed": c.run.seed,
             "python": sys.version.split()[0],
