@@ -35,7 +35,8 @@ def run_once(args: list[str], python: str = sys.executable, code: str | None = N
     with tempfile.TemporaryDirectory() as out:
         cmd = [python, "-c", MEASURE, "-m", "vsil.cli", "audit", *args, "--out", out, "--no-progress", "--no-report"]
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        # run from the output folder: a checkout in the working directory would shadow ``code``
+        p = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=out)
         wall = time.perf_counter() - t0
         peak = float(p.stderr.strip().splitlines()[-1].split("=")[1])
         with open(os.path.join(out, "summary.json")) as f:
@@ -70,7 +71,9 @@ def _run() -> argparse.Namespace:
     ap.add_argument("--python", default=sys.executable, help="the interpreter of the install to measure")
     ap.add_argument("--baseline-code", help="also measure the code in this folder (the previous default)")
     a = ap.parse_args()
-    data = os.path.join(a.data_dir, "vlsbench", "data.json")
+    data = os.path.abspath(os.path.join(a.data_dir, "vlsbench", "data.json"))
+    if a.baseline_code:
+        a.baseline_code = os.path.abspath(a.baseline_code)
     if not os.path.exists(data):
         sys.exit(f"VLSBench not found at {data}; pass --data-dir")
     torch = subprocess.run([a.python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
