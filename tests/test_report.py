@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM
+from conftest import CHROMIUM_FLAGS as FLAGS
 
 from vsil import LeakageAudit
 from vsil.cli import main
@@ -102,19 +103,6 @@ def test_cli_report_and_compare(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "leak_rate" in out and (tmp_path / "c.html").read_text().count("<tr>") == 3
     assert main(["report", str(tmp_path / "nope")]) == 2
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs Debian's chromium)")

@@ -10,12 +10,13 @@ import html
 import io
 import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM
+from conftest import CHROMIUM_FLAGS as FLAGS
 
 from vsil import LeakageAudit
 from vsil.audit import compare, write_report
@@ -199,17 +200,6 @@ def test_compare_lists_flips(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "flips_vs_first" in capsys.readouterr().out
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ALLOWED_TAGS = {
     "html",
     "head",

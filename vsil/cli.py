@@ -191,7 +191,9 @@ def _audit(args: argparse.Namespace) -> int:
     written = [res_path, write_summary(args.out, summary)]
     print(format_summary(summary))
     if not args.no_report:
-        if cfg.run.show_progress_bar is not False and (cfg.run.show_progress_bar or sys.stderr.isatty()):
+        from vsil.util.progress import enabled
+
+        if enabled(cfg.run.show_progress_bar):
             print("vsil: writing the report", file=sys.stderr)
         from vsil.report import flagged_csv_path
 

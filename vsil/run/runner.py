@@ -120,7 +120,7 @@ def run(
     started = time.time()
     progress = Progress(config.run.show_progress_bar)
     progress.stage(f"reading {_label(data)}")
-    total = _len_or_none(data) if not progress.on else count_rows(data, config.preset)
+    total = count_rows(data, config.preset) if progress.on else None  # only the bar reads it
     chunks: Iterator[list[Record]] = iter_records(data, config.columns, config.preset, config.run.batch_size)
     first = next(chunks, [])  # validates the input (columns, format) before any model loads
     ex = executor or InProcess(config, pipeline)
@@ -142,7 +142,8 @@ def run(
 
         b = (pipeline or Pipeline(config)).describe()["backends"]
         judge = f", judge {b['judge']} ({b['judge_routing']})" if b["judge"] != "none" else ""
-        where = f" on {ex.name} x{ex.engine_info().get('workers', ex.engine_info().get('actors', 1))}"
+        info = ex.engine_info()
+        where = f" on {ex.name} x{info.get('workers', info.get('actors', 1))}"
         progress.stage(
             f"loading models{where}: embedder {b['embedder']}, classifier {b['classifier']}, "
             f"image evidence {b['image_evidence']}{judge}"
@@ -267,12 +268,3 @@ def _label(data: Any) -> str:
     if isinstance(data, (str, os.PathLike)):
         return os.fspath(data)
     return f"a {type(data).__name__}"
-
-
-def _len_or_none(data: Any) -> int | None:
-    if isinstance(data, (str, os.PathLike)):
-        return None
-    try:
-        return len(data)
-    except TypeError:
-        return None

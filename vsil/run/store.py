@@ -118,10 +118,6 @@ class AuditStore:
                     if line.strip():
                         yield json.loads(line)
 
-    @property
-    def results_path(self) -> str:
-        return os.path.join(self.out_dir, RESULTS)
-
 
 def _atomic_write(path: str, text: str) -> None:
     tmp = path + ".tmp"

@@ -30,7 +30,7 @@ from vsil.stages.judge import Judge, JudgeItem, describe_judge
 MAX_LOGIT_DISTANCE = 3.0  # |logit(p) - logit(boundary)| above this is a certain call: never routed
 
 
-def judge_band(config: Any, shipped: Any = None) -> tuple[float, float] | None:
+def judge_band(config: Any) -> tuple[float, float] | None:
     """The fixed band routed under ``judge="auto"`` when the user set one (else None: the budget rule)."""
     if config.judge.mode != "auto" or config.judge.band is None:
         return None
